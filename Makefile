@@ -2,12 +2,21 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test vet fuzz bench sample clean
+.PHONY: all build deploy-check test vet fuzz bench sample clean generate check-generated
 
 all: build
 
+# build compiles the commands under cmd/ into static binaries in bin/.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+	@if [ -n "$$(find cmd -name '*.go' 2>/dev/null)" ]; then \
+	  echo "CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/..."; \
+	  CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...; \
+	else echo "build: no commands under cmd/ yet"; fi
+
+# deploy-check tests the Dockerfile and the Kubernetes manifests (the deploy/
+# module) and checks that the binaries build made are static.
+deploy-check: build
+	cd deploy && $(GO) vet ./... && TOAD_BIN_DIR=$(CURDIR)/bin $(GO) test -race -shuffle=on -count=1 ./...
 
 vet:
 	$(GO) vet $(PKGS)
@@ -26,6 +35,34 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# sample regenerates testdata/sample.pcapng and the replay outputs compared
+# with it.
+sample:
+	$(GO) test ./internal/craft/gen -run TestSampleUpToDate -update
+	$(GO) test ./cmd/toad -run TestReplayGolden -update
+
+# generate rebuilds the committed protobuf code with protoc and the plugins
+# pinned as tools in go.mod.
+PROTOC  ?= protoc
+PROTOS  := $(wildcard proto/toad/v1/*.proto)
+GENTOOLS = bin/tools
+GENOUT  ?= proto
+
+generate:
+	$(GO) build -o $(GENTOOLS)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	$(PROTOC) -I proto \
+	  --plugin=protoc-gen-go=$(GENTOOLS)/protoc-gen-go --go_out=$(GENOUT) --go_opt=paths=source_relative \
+	  --plugin=protoc-gen-go-grpc=$(GENTOOLS)/protoc-gen-go-grpc --go-grpc_out=$(GENOUT) --go-grpc_opt=paths=source_relative \
+	  $(PROTOS)
+
+# check-generated fails when the committed generated code is stale. The
+# protoc version recorded in the header comment is ignored.
+check-generated:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(MAKE) --no-print-directory generate GENOUT=$$tmp; \
+	diff -r -I '^// .*protoc  *v[0-9]' -x '*.proto' -x buf.yaml $$tmp proto >/dev/null 2>&1 || { \
+	  echo "generated code is stale: run make generate"; diff -r -I '^// .*protoc  *v[0-9]' -x '*.proto' -x buf.yaml $$tmp proto | head -40; exit 1; }
 
 clean:
 	rm -rf bin

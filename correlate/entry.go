@@ -57,9 +57,16 @@ type Entry struct {
 	// FirstSeen is the capture time of the first TOA.
 	FirstSeen time.Time
 	State     State
-	// SynSeq is the initial sequence number of the SYN, when HasSynSeq.
-	SynSeq    uint32
-	HasSynSeq bool
+	// ClosedAt is when the connection began closing (its first FIN or RST,
+	// or the SYN of a new connection on its key); zero while it is open.
+	ClosedAt time.Time
+	// SynSeq is the client's initial sequence number, when HasSynSeq: the
+	// SYN's own when the TOA came in the SYN; otherwise inferred from the
+	// segment that brought the TOA (its Seq minus one), and SynSeqInferred
+	// is set until a SYN confirms it.
+	SynSeq         uint32
+	HasSynSeq      bool
+	SynSeqInferred bool
 }
 
 // EventType says what happened to a connection.

@@ -2,7 +2,6 @@ package decode
 
 import (
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/toad-project/toad/toa"
@@ -26,21 +25,27 @@ const (
 // Has reports whether every flag in g is set.
 func (f Flags) Has(g Flags) bool { return f&g == g }
 
-// String returns the flags as tcpdump prints them: "S", "S.", "F.", "R".
+// flagLetters are the flags in the order tcpdump prints them.
+var flagLetters = [...]struct {
+	f Flags
+	c byte
+}{{FIN, 'F'}, {SYN, 'S'}, {RST, 'R'}, {PSH, 'P'}, {ACK, '.'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}}
+
+// String returns the flags as tcpdump prints them: "S", "S.", "P.", "F.",
+// "R", or "none".
 func (f Flags) String() string {
-	var b strings.Builder
-	for _, c := range []struct {
-		f Flags
-		s byte
-	}{{SYN, 'S'}, {FIN, 'F'}, {RST, 'R'}, {PSH, 'P'}, {URG, 'U'}, {ECE, 'E'}, {CWR, 'W'}, {ACK, '.'}} {
-		if f&c.f != 0 {
-			b.WriteByte(c.s)
-		}
-	}
-	if b.Len() == 0 {
+	if f == 0 {
 		return "none"
 	}
-	return b.String()
+	var b [len(flagLetters)]byte
+	n := 0
+	for _, l := range flagLetters {
+		if f&l.f != 0 {
+			b[n] = l.c
+			n++
+		}
+	}
+	return string(b[:n])
 }
 
 // Record is one decoded TCP segment, seen from the server's side: Peer is the
@@ -54,12 +59,15 @@ type Record struct {
 	Seq   uint32
 	Ack   uint32
 	// PayloadLen is the TCP payload length the IP header announces, which
-	// may exceed what was captured.
+	// may exceed what was captured. In the first fragment of a fragmented
+	// packet it counts only that fragment's part.
 	PayloadLen uint32
-	// TOA is the first TOA in the segment; its zero value means none.
+	// TOA is the first TOA in the segment (for LVS and DPVS, the proxy's);
+	// its zero value means none.
 	TOA toa.Client
-	// TOACount is how many TOAs the segment carried; more than one means
-	// one of them may be forged.
+	// TOACount is how many TOAs the segment carried (saturating at 255);
+	// more than one means one of them may be forged. It is zero exactly
+	// when TOA is.
 	TOACount uint8
 }
 

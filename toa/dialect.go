@@ -1,6 +1,7 @@
 package toa
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -67,7 +68,7 @@ func ParseLayout(s string) (Layout, error) {
 			return Layout(l), nil
 		}
 	}
-	return LayoutNone, fmt.Errorf("unknown TOA layout %q (want one of port+ipv4, port+ipv6, version+ipv4, version+ipv6)", s)
+	return LayoutNone, fmt.Errorf("unknown TOA layout %q (want port+ipv4, port+ipv6, version+ipv4, version+ipv6 or port+ipv4+dest)", s)
 }
 
 // Dialect identifies a TOA by its option kind and total length. The zero
@@ -120,17 +121,25 @@ func (d *Dialect) UnmarshalText(b []byte) error {
 
 // ParseDialect parses "kind/len", for example "254/20".
 func ParseDialect(s string) (Dialect, error) {
+	d, err := parseDialect(s)
+	if err != nil {
+		return Dialect{}, fmt.Errorf("TOA dialect %q: %w", s, err)
+	}
+	return d, nil
+}
+
+func parseDialect(s string) (Dialect, error) {
 	k, l, ok := strings.Cut(strings.TrimSpace(s), "/")
 	if !ok {
-		return Dialect{}, fmt.Errorf("TOA dialect %q: want kind/length, for example 200/8", s)
+		return Dialect{}, errors.New("want kind/length, for example 200/8")
 	}
-	kind, err := strconv.ParseUint(k, 10, 8)
+	kind, err := strconv.ParseUint(strings.TrimSpace(k), 10, 8)
 	if err != nil {
-		return Dialect{}, fmt.Errorf("TOA dialect %q: kind must be 0-255", s)
+		return Dialect{}, errors.New("kind must be 0-255")
 	}
-	length, err := strconv.ParseUint(l, 10, 8)
-	if err != nil || length < 2 || length > 40 {
-		return Dialect{}, fmt.Errorf("TOA dialect %q: length must be 2-40", s)
+	length, err := strconv.ParseUint(strings.TrimSpace(l), 10, 8)
+	if err != nil || length < 2 || length > maxOptLen {
+		return Dialect{}, errors.New("length must be 2-40")
 	}
 	return Dialect{uint8(kind), uint8(length)}, nil
 }

@@ -5,8 +5,13 @@
 // A dialect is a (kind, length) pair; the same kind means different things
 // at different lengths, so the client's address family always comes from the
 // option length, never from the IP version of the packet that carries it.
+// Builtin lists the dialects seen on the wire and who sends them.
 //
-// A Set holds the enabled dialects. Its zero value enables nothing; use
-// DefaultSet or ParseSet. A Set is safe for concurrent use once it is no
-// longer modified. Parsing never allocates.
+// A Set holds the enabled dialects. Its zero value (and a nil *Set) enables
+// nothing; use DefaultSet or ParseSet. A Set is safe for concurrent use once
+// it is no longer modified. Set.Parse walks a whole option list, skipping
+// the experiments that share kinds 253 and 254 (Fast Open, SMC-R, AccECN);
+// Set.Option decodes one option. Neither allocates.
+//
+// Append and AppendDialect encode TOAs, for tests and traffic generators.
 package toa

@@ -19,7 +19,11 @@ var ErrMalformed = errors.New("malformed TCP options")
 // Client is the real client address carried by one TOA option.
 type Client struct {
 	Dialect Dialect
-	Addr    netip.Addr
+	// Addr is the address exactly as the option carries it: IPv4 for the
+	// 4-byte layouts, IPv6 for the 16-byte ones, whatever the IP version of
+	// the packet. An IPv4-mapped address in a 16-byte layout stays IPv6
+	// (Addr.Is4In6 reports it; Addr.Unmap converts it).
+	Addr netip.Addr
 	// Port is the client's port; zero when HasPort is false (kind 28 carries
 	// no port).
 	Port    uint16
@@ -45,68 +49,104 @@ func (c Client) String() string {
 type Found struct {
 	// First is the first TOA in the list: for LVS and DPVS, the proxy's.
 	First Client
-	// Count is how many TOAs the list held. More than one means a client
-	// may have forged one; First is still the one to believe.
+	// Count is how many TOAs the list held, saturating at 255. More than
+	// one means a client may have forged one; First is still the one to
+	// believe.
 	Count uint8
 }
 
 // Parse walks a TCP option list (the bytes between the fixed 20-byte header
 // and the data) and returns the TOAs it holds. syn tells whether the segment
-// is a SYN, where kind 254 may also be a Fast Open cookie. Parse returns
-// ErrMalformed, and nothing else, when the list cannot be walked to its end.
-// It never allocates.
+// has the SYN flag (a SYN or a SYN-ACK), where kind 254 may also be a Fast
+// Open cookie. EOL ends the list, NOP is skipped, and an option whose length
+// is below 2 or runs past the end makes Parse return the zero Found and
+// ErrMalformed, its only error. A nil Set finds no TOA but still checks the
+// list. Parse never allocates.
 func (s *Set) Parse(opts []byte, syn bool) (Found, error) {
 	var f Found
+	n, err := s.Scan(opts, syn, &f.First)
+	if err != nil {
+		return Found{}, err
+	}
+	f.Count = n
+	return f, nil
+}
+
+// Scan is Parse for callers that keep the first TOA in a struct of their
+// own: it sets *first to the first TOA, or to the zero Client when there is
+// none, and returns how many TOAs the list held (saturating at 255). On
+// error, *first is unspecified.
+func (s *Set) Scan(opts []byte, syn bool, first *Client) (count uint8, err error) {
+	if s == nil {
+		s = &emptySet
+	}
+	*first = Client{}
 	for i := 0; i < len(opts); {
 		kind := opts[i]
 		switch kind {
 		case optEOL:
-			return f, nil
+			return count, nil
 		case optNOP:
 			i++
 			continue
 		}
 		if i+1 >= len(opts) {
-			return Found{}, ErrMalformed
+			return 0, ErrMalformed
 		}
 		n := int(opts[i+1])
-		if n < 2 || i+n > len(opts) {
-			return Found{}, ErrMalformed
+		if n < 2 || n > len(opts)-i {
+			return 0, ErrMalformed
 		}
-		opt := opts[i : i+n]
+		data := opts[i+2 : i+n]
 		i += n
-		if n > maxOptLen {
+		if n > maxOptLen || s.layout[kind][n] == LayoutNone {
+			continue // the common case: not a TOA dialect
+		}
+		c, ok := s.Option(kind, data, syn)
+		if !ok {
 			continue
 		}
-		l := s.layout[kind][n]
-		if l == LayoutNone || isExperiment(opt, syn) {
-			continue
+		if count == 0 {
+			*first = c
 		}
-		if f.Count == 0 {
-			f.First = decodeClient(opt, l)
-		}
-		if f.Count < 255 {
-			f.Count++
+		if count < 255 {
+			count++
 		}
 	}
-	return f, nil
+	return count, nil
 }
 
-// decodeClient reads the client from an option whose length matches l.
-func decodeClient(opt []byte, l Layout) Client {
-	c := Client{Dialect: Dialect{opt[0], opt[1]}, HasPort: l.HasPort()}
-	p := opt[2:]
+// Option decodes one TCP option, given its kind and its data (the bytes
+// after the kind and length bytes, so the option's length is len(data)+2).
+// It reports false when the option is not a TOA of an enabled dialect, or is
+// a known experiment that shares the TOA kinds (see Parse for syn). It is
+// for callers that walk the option list themselves; it never allocates.
+func (s *Set) Option(kind uint8, data []byte, syn bool) (Client, bool) {
+	if s == nil || len(data) > maxOptLen-2 {
+		return Client{}, false
+	}
+	l := s.layout[kind][len(data)+2]
+	if l == LayoutNone || isExperiment(kind, data, syn) {
+		return Client{}, false
+	}
+	return decodeClient(kind, data, l), true
+}
+
+// decodeClient reads the client from the data of an option whose length
+// matches l.
+func decodeClient(kind uint8, p []byte, l Layout) Client {
+	c := Client{Dialect: Dialect{kind, l.Len()}, HasPort: l.HasPort()}
 	switch l {
 	case LayoutPortIPv4, LayoutPortIPv4Dest:
 		c.Port = binary.BigEndian.Uint16(p)
 		c.Addr = netip.AddrFrom4([4]byte(p[2:6]))
 	case LayoutPortIPv6:
 		c.Port = binary.BigEndian.Uint16(p)
-		c.Addr = netip.AddrFrom16([16]byte(p[2:18])).Unmap()
+		c.Addr = netip.AddrFrom16([16]byte(p[2:18]))
 	case LayoutVersionIPv4:
 		c.Addr = netip.AddrFrom4([4]byte(p[1:5]))
 	case LayoutVersionIPv6:
-		c.Addr = netip.AddrFrom16([16]byte(p[1:17])).Unmap()
+		c.Addr = netip.AddrFrom16([16]byte(p[1:17]))
 	}
 	return c
 }
@@ -119,24 +159,25 @@ const (
 	exidSMCR     = 0xE2D4C3D9 // SMC-R, SYN and SYN-ACK only, length 6
 )
 
-// isExperiment reports whether a kind 253/254 option is a known RFC 6994
-// experiment rather than a TOA. Each experiment is recognised only where it
-// can occur (its segments and lengths), so that a TOA whose client port
-// happens to equal an experiment id is not thrown away: a 254/8 with port
-// 63881 (0xF989) is a Fast Open cookie in a SYN, and a TOA anywhere else.
-func isExperiment(opt []byte, syn bool) bool {
-	if opt[0] != 253 && opt[0] != 254 || len(opt) < 4 {
+// isExperiment reports whether a kind 253/254 option, given its data, is a
+// known RFC 6994 experiment rather than a TOA. Each experiment is recognised
+// only where it can occur (its segments and lengths), so that a TOA whose
+// client port happens to equal an experiment id is not thrown away: a 254/8
+// with port 63881 (0xF989) is a Fast Open cookie in a SYN, and a TOA
+// anywhere else.
+func isExperiment(kind uint8, data []byte, syn bool) bool {
+	if kind != 253 && kind != 254 || len(data) < 2 {
 		return false
 	}
-	exid := binary.BigEndian.Uint16(opt[2:])
-	n := len(opt)
+	exid := binary.BigEndian.Uint16(data)
+	n := len(data) + 2
 	switch {
 	case exid == exidFastOpen:
 		return syn && n >= 4+4 && n <= 4+16 // cookie of 4-16 bytes
 	case exid == exidAccECN0 || exid == exidAccECN1:
-		return (n-4)%3 == 0 && n <= 13
+		return (n-4)%3 == 0 && n <= 4+3*3 // zero to three 3-byte counters
 	case n == 6:
-		return syn && binary.BigEndian.Uint32(opt[2:]) == exidSMCR
+		return syn && binary.BigEndian.Uint32(data) == exidSMCR
 	}
 	return false
 }

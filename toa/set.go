@@ -2,7 +2,6 @@ package toa
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -10,10 +9,14 @@ import (
 // maxOptLen is the longest a TCP option can be: the whole option space.
 const maxOptLen = 40
 
-// Set is the collection of enabled dialects, each with its layout.
+// Set is the collection of enabled dialects, each with its layout. The zero
+// Set, and a nil *Set, enable nothing.
 type Set struct {
 	layout [256][maxOptLen + 1]Layout
 }
+
+// emptySet stands in for a nil *Set.
+var emptySet Set
 
 // DefaultSet returns a Set with the built-in dialects that are on by default.
 func DefaultSet() *Set {
@@ -26,11 +29,39 @@ func DefaultSet() *Set {
 	return s
 }
 
+// standardKinds are TCP option kinds in everyday use whose lengths overlap
+// the TOA layouts' or that the option walk itself interprets; none may be
+// declared as a TOA.
+var standardKinds = map[uint8]string{
+	0:  "EOL",
+	1:  "NOP",
+	2:  "MSS",
+	3:  "window scale",
+	4:  "SACK permitted",
+	5:  "SACK",
+	8:  "timestamps",
+	19: "TCP MD5 signature",
+	29: "TCP-AO",
+	30: "MPTCP",
+	34: "TCP Fast Open",
+}
+
+func checkKind(kind uint8) error {
+	if name, ok := standardKinds[kind]; ok {
+		return fmt.Errorf("kind %d is %s, not a TOA; use the kind your proxy sends", kind, name)
+	}
+	return nil
+}
+
 // Enable turns on dialect d with layout l. The layout's length must match
-// the dialect's.
+// the dialect's, and d's kind must not be a standard TCP option (MSS, SACK,
+// timestamps, MPTCP, Fast Open...).
 func (s *Set) Enable(d Dialect, l Layout) error {
 	if l == LayoutNone || l.Len() != d.Len {
 		return fmt.Errorf("TOA dialect %v: layout %v has length %d", d, l, l.Len())
+	}
+	if err := checkKind(d.Kind); err != nil {
+		return fmt.Errorf("TOA dialect %v: %w", d, err)
 	}
 	s.layout[d.Kind][d.Len] = l
 	return nil
@@ -45,7 +76,7 @@ func (s *Set) Disable(d Dialect) {
 
 // Layout returns d's layout, or LayoutNone when d is not enabled.
 func (s *Set) Layout(d Dialect) Layout {
-	if d.Len > maxOptLen {
+	if s == nil || d.Len > maxOptLen {
 		return LayoutNone
 	}
 	return s.layout[d.Kind][d.Len]
@@ -53,6 +84,9 @@ func (s *Set) Layout(d Dialect) Layout {
 
 // Dialects returns the enabled dialects ordered by kind, then length.
 func (s *Set) Dialects() []Dialect {
+	if s == nil {
+		return nil
+	}
 	var ds []Dialect
 	for k := range s.layout {
 		for l, lay := range s.layout[k] {
@@ -75,7 +109,8 @@ func (s *Set) Kinds() []uint8 {
 	return ks
 }
 
-// String returns the set in the form ParseSet accepts.
+// String returns the set in the form ParseSet accepts: ParseSet(s.String())
+// enables exactly the dialects s enables.
 func (s *Set) String() string {
 	ds := s.Dialects()
 	if len(ds) == 0 {
@@ -98,11 +133,15 @@ func (s *Set) String() string {
 //	default | all | none   start from the default, every built-in, or nothing
 //	200/8 or +200/8        enable a built-in dialect
 //	-253/20                disable a dialect
-//	240=port+ipv4          enable kind 240 with a standard layout
-//	                       (port+ipv4, port+ipv6, version+ipv4, version+ipv6)
+//	240=port+ipv4          enable kind 240 with a standard layout (port+ipv4,
+//	                       port+ipv6, version+ipv4, version+ipv6 or
+//	                       port+ipv4+dest), for a proxy that sends another
+//	                       kind; +240=port+ipv4 and -240=port+ipv4 work too
 //
-// A list that starts with a plain dialect starts from nothing; one that
-// starts with + or - starts from the default. The empty string is "default".
+// A list whose first item enables something without a sign (200/8,
+// 240=port+ipv4) starts from nothing, so it says exactly what is on; one
+// that starts with + or - edits the default. The empty string is "default".
+// Later items override earlier ones.
 func ParseSet(spec string) (*Set, error) {
 	items := strings.Split(spec, ",")
 	s := DefaultSet()
@@ -112,10 +151,10 @@ func ParseSet(spec string) (*Set, error) {
 	for _, raw := range items {
 		item := strings.TrimSpace(raw)
 		switch strings.ToLower(item) {
-		case "", "default":
-			if item != "" {
-				*s = *DefaultSet()
-			}
+		case "":
+			continue
+		case "default":
+			*s = *DefaultSet()
 			continue
 		case "all":
 			for _, in := range Builtin {
@@ -126,41 +165,50 @@ func ParseSet(spec string) (*Set, error) {
 			*s = Set{}
 			continue
 		}
-		if kind, layout, ok := strings.Cut(item, "="); ok {
-			k, err := strconv.ParseUint(kind, 10, 8)
-			if err != nil {
-				return nil, fmt.Errorf("TOA dialect %q: kind must be 0-255", item)
-			}
-			if k <= 1 {
-				return nil, fmt.Errorf("TOA dialect %q: kinds 0 and 1 are EOL and NOP", item)
-			}
-			l, err := ParseLayout(layout)
-			if err != nil || l == LayoutPortIPv4Dest {
-				return nil, fmt.Errorf("TOA dialect %q: layout must be port+ipv4, port+ipv6, version+ipv4 or version+ipv6", item)
-			}
-			s.layout[k][l.Len()] = l
-			continue
-		}
-		op := byte('+')
+		op, body := byte('+'), item
 		if item[0] == '+' || item[0] == '-' {
-			op, item = item[0], item[1:]
+			op, body = item[0], item[1:]
 		}
-		d, err := ParseDialect(item)
+		d, l, err := parseItem(body)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("TOA dialect %q: %w", item, err)
 		}
 		if op == '-' {
 			s.Disable(d)
 			continue
 		}
-		l := BuiltinLayout(d)
-		if l == LayoutNone {
-			return nil, fmt.Errorf("TOA dialect %v is not built in (known: %s); declare a new kind as KIND=LAYOUT, for example %d=port+ipv4",
-				d, builtinNames(), d.Kind)
-		}
 		s.layout[d.Kind][d.Len] = l
 	}
 	return s, nil
+}
+
+// parseItem parses "kind/len" (a built-in dialect) or "kind=layout".
+func parseItem(item string) (Dialect, Layout, error) {
+	kind, layout, custom := strings.Cut(item, "=")
+	if !custom {
+		d, err := parseDialect(item)
+		if err != nil {
+			return Dialect{}, LayoutNone, err
+		}
+		l := BuiltinLayout(d)
+		if l == LayoutNone {
+			return Dialect{}, LayoutNone, fmt.Errorf("not a built-in dialect (built in: %s); declare another kind as KIND=LAYOUT, for example %d=port+ipv4",
+				builtinNames(), d.Kind)
+		}
+		return d, l, nil
+	}
+	k, err := strconv.ParseUint(strings.TrimSpace(kind), 10, 8)
+	if err != nil {
+		return Dialect{}, LayoutNone, fmt.Errorf("kind must be 0-255")
+	}
+	if err := checkKind(uint8(k)); err != nil {
+		return Dialect{}, LayoutNone, err
+	}
+	l, err := ParseLayout(strings.TrimSpace(layout))
+	if err != nil {
+		return Dialect{}, LayoutNone, err
+	}
+	return Dialect{uint8(k), l.Len()}, l, nil
 }
 
 func builtinNames() string {
@@ -168,5 +216,5 @@ func builtinNames() string {
 	for i, in := range Builtin {
 		names[i] = in.Dialect.String()
 	}
-	return strings.Join(slices.Compact(names), " ")
+	return strings.Join(names, " ")
 }

@@ -1,8 +1,3 @@
-// Package craft builds TCP/IP frames byte by byte for tests, the sample
-// capture and the benchmark generator: any TOA dialect at any option
-// position, IPv4 options, IPv6 extension headers, VLAN stacks and every link
-// framing the decoder reads. Checksums are correct, so the frames can also be
-// sent through a real network stack.
 package craft
 
 import (
@@ -36,10 +31,11 @@ type Segment struct {
 }
 
 // Ext is an IPv6 extension header. Len is the header's total length in bytes
-// (a multiple of 8, at least 8); its body is zero-filled. For a fragment
-// header Len is ignored and FragOffset/MoreFragments apply.
+// (a multiple of 8, at least 8; for an authentication header a multiple of 4,
+// at least 12); its body is zero-filled. For a fragment header Len is ignored
+// and FragOffset/MoreFragments apply.
 type Ext struct {
-	Type          uint8 // 0 hop-by-hop, 43 routing, 44 fragment, 60 destination options
+	Type          uint8 // 0 hop-by-hop, 43 routing, 44 fragment, 51 authentication, 60 destination options
 	Len           int
 	FragOffset    uint16
 	MoreFragments bool
@@ -107,23 +103,28 @@ func (s *Segment) ipv6(tcp []byte) []byte {
 	for i := len(s.Ext) - 1; i >= 0; i-- {
 		e := s.Ext[i]
 		n := e.Len
-		if e.Type == 44 {
+		switch e.Type {
+		case 44:
 			n = 8
+		case 51:
+			n = max(12, (n+3)&^3)
+		default:
+			n = max(8, (n+7)&^7)
 		}
-		if n < 8 {
-			n = 8
-		}
-		n = (n + 7) &^ 7
 		h := make([]byte, n)
 		h[0] = next
-		if e.Type == 44 {
+		switch e.Type {
+		case 51:
+			h[1] = byte(n/4 - 2)
+			binary.BigEndian.PutUint32(h[4:], 0x100) // SPI
+		case 44:
 			off := e.FragOffset << 3
 			if e.MoreFragments {
 				off |= 1
 			}
 			binary.BigEndian.PutUint16(h[2:], off)
 			binary.BigEndian.PutUint32(h[4:], uint32(s.ID))
-		} else {
+		default:
 			h[1] = byte(n/8 - 1)
 			if e.Type == 0 || e.Type == 60 {
 				h[2], h[3] = 1, byte(n-4) // one PadN option filling the header
@@ -151,12 +152,25 @@ func (s *Segment) ipv6(tcp []byte) []byte {
 // Framing is the link layer around an IP packet.
 type Framing struct {
 	Link decode.LinkType
-	// Tags are the TPIDs of Ethernet VLAN tags, outermost first (0x88A8,
-	// 0x8100, 0x9100). Ethernet only.
+	// Tags are the TPIDs of VLAN tags, outermost first (0x88A8, 0x8100,
+	// 0x9100), with VLAN ids 100, 101... Ethernet, and Linux cooked capture
+	// v1, where libpcap reinserts the tag the kernel stripped in front of
+	// the protocol field.
 	Tags []uint16
 	// PacketType is the Linux cooked capture packet type (0 to us, 4
 	// outgoing).
 	PacketType uint8
+	// Pad pads Ethernet frames to the 60-byte minimum with zeros, as a
+	// capture from the wire shows short frames.
+	Pad bool
+}
+
+func appendTags(b []byte, tags []uint16) []byte {
+	for i, tpid := range tags {
+		b = binary.BigEndian.AppendUint16(b, tpid)
+		b = binary.BigEndian.AppendUint16(b, uint16(100+i)) // VLAN id
+	}
+	return b
 }
 
 // Frame wraps an IP packet in f's link layer.
@@ -169,16 +183,14 @@ func (f Framing) Frame(ip []byte) []byte {
 	switch f.Link {
 	case decode.LinkEthernet:
 		b = append(b, 0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02)
-		for i, tpid := range f.Tags {
-			b = binary.BigEndian.AppendUint16(b, tpid)
-			b = binary.BigEndian.AppendUint16(b, uint16(100+i)) // VLAN id
-		}
+		b = appendTags(b, f.Tags)
 		b = binary.BigEndian.AppendUint16(b, ether)
 	case decode.LinkLinuxSLL:
 		b = binary.BigEndian.AppendUint16(b, uint16(f.PacketType))
 		b = binary.BigEndian.AppendUint16(b, 1) // ARPHRD_ETHER
 		b = binary.BigEndian.AppendUint16(b, 6)
 		b = append(b, 0x02, 0, 0, 0, 0, 0x02, 0, 0)
+		b = appendTags(b, f.Tags)
 		b = binary.BigEndian.AppendUint16(b, ether)
 	case decode.LinkLinuxSLL2:
 		b = binary.BigEndian.AppendUint16(b, ether)
@@ -188,7 +200,28 @@ func (f Framing) Frame(ip []byte) []byte {
 		b = append(b, f.PacketType, 6)          // packet type, address length
 		b = append(b, 0x02, 0, 0, 0, 0, 0x02, 0, 0)
 	}
-	return append(b, ip...)
+	b = append(b, ip...)
+	if f.Pad && f.Link == decode.LinkEthernet && len(b) < 60 {
+		b = append(b, make([]byte, 60-len(b))...)
+	}
+	return b
+}
+
+// Cut returns the first n bytes of the IP packet ip as a packet of its own:
+// its length field says so and an IPv4 header checksum is recomputed. With
+// Segment.MoreFragments or an IPv6 fragment header, that is how a first
+// fragment ending at byte n looks. The TCP checksum is left as it was.
+func Cut(ip []byte, n int) []byte {
+	b := append([]byte(nil), ip[:n]...)
+	if b[0]>>4 == 4 {
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		hl := int(b[0]&0x0f) * 4
+		binary.BigEndian.PutUint16(b[10:], 0)
+		binary.BigEndian.PutUint16(b[10:], ^fold(sum(b[:hl], 0)))
+	} else {
+		binary.BigEndian.PutUint16(b[4:], uint16(n-40))
+	}
+	return b
 }
 
 // Frame builds s inside f's link layer.

@@ -1,0 +1,131 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/toad-project/toad/correlate"
+	toadv1 "github.com/toad-project/toad/proto/toad/v1"
+	"github.com/toad-project/toad/toa"
+)
+
+// parseAddr parses one address of a connection as a socket API prints it.
+// field names it in the error, which is an INVALID_ARGUMENT status.
+func parseAddr(field, s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+		return ap, invalidArgument(field, fmt.Sprintf("%s %q is not the address of a connection: want ip:port as a socket prints it, for example 198.51.100.10:40001 or [2001:db8::1]:443", field, s))
+	}
+	return ap, nil
+}
+
+// parseKey parses a connection's peer and local addresses; prefix goes
+// before the field names in errors ("keys[3].").
+func parseKey(prefix, peer, local string) (correlate.Key, error) {
+	p, err := parseAddr(prefix+"peer", peer)
+	if err != nil {
+		return correlate.Key{}, err
+	}
+	l, err := parseAddr(prefix+"local", local)
+	if err != nil {
+		return correlate.Key{}, err
+	}
+	return correlate.KeyOf(p, l), nil
+}
+
+// invalidArgument returns an INVALID_ARGUMENT status whose message is msg
+// and whose details name the field, for clients that read them.
+func invalidArgument(field, msg string) error {
+	st := status.New(codes.InvalidArgument, msg)
+	if d, err := st.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// fillConnection writes e into c, with ts as its first-seen time; peer and
+// local are the connection's addresses as the caller wants them shown.
+// Taking the messages from the caller lets a batch allocate them together.
+func fillConnection(c *toadv1.Connection, ts *timestamppb.Timestamp, peer, local string, e *correlate.Entry) {
+	c.Peer, c.Local = peer, local
+	cl := &e.Client
+	c.Client = cl.String()
+	c.ClientIp = c.Client
+	if cl.HasPort {
+		c.ClientPort = uint32(cl.Port)
+		c.ClientIp = strings.TrimSuffix(strings.TrimPrefix(c.Client[:strings.LastIndexByte(c.Client, ':')], "["), "]")
+	}
+	c.Dialect = dialectText(cl.Dialect)
+	if !e.FirstSeen.IsZero() {
+		ts.Seconds, ts.Nanos = e.FirstSeen.Unix(), int32(e.FirstSeen.Nanosecond())
+		c.FirstSeen = ts
+	}
+	c.State = connectionState(e.State)
+}
+
+func newConnection(peer, local string, e *correlate.Entry) *toadv1.Connection {
+	c := new(toadv1.Connection)
+	fillConnection(c, new(timestamppb.Timestamp), peer, local, e)
+	return c
+}
+
+func connectionState(s correlate.State) toadv1.ConnectionState {
+	switch s {
+	case correlate.StateOpen:
+		return toadv1.ConnectionState_CONNECTION_STATE_OPEN
+	case correlate.StateClosing:
+		return toadv1.ConnectionState_CONNECTION_STATE_CLOSING
+	}
+	return toadv1.ConnectionState_CONNECTION_STATE_UNSPECIFIED
+}
+
+// dialectNames holds the text of the built-in dialects, so that answering
+// does not format them again and again.
+var dialectNames = func() map[toa.Dialect]string {
+	m := make(map[toa.Dialect]string, len(toa.Builtin))
+	for _, in := range toa.Builtin {
+		m[in.Dialect] = in.Dialect.String()
+	}
+	return m
+}()
+
+func dialectText(d toa.Dialect) string {
+	if s, ok := dialectNames[d]; ok {
+		return s
+	}
+	return d.String()
+}
+
+func tableStats(st correlate.Stats) *toadv1.TableStats {
+	return &toadv1.TableStats{
+		Entries:         uint64(st.Entries),
+		EntriesIpv4:     uint64(st.EntriesIPv4),
+		EntriesIpv6:     uint64(st.EntriesIPv6),
+		Closing:         uint64(st.Closing),
+		ConnsWithToa:    uint64(st.ConnsWithTOA),
+		ConnsWithoutToa: uint64(st.ConnsWithoutTOA),
+		LookupsOk:       uint64(st.LookupsOK),
+		LookupsNotFound: uint64(st.LookupsNotFound),
+		LookupsTimedOut: uint64(st.LookupsTimedOut),
+		Conflicts:       uint64(st.Conflicts),
+		Untrusted:       uint64(st.Untrusted),
+		Evictions:       uint64(st.Evictions),
+		Expired:         uint64(st.Expired),
+		AllTrusted:      st.AllTrusted,
+		Capacity:        st.Capacity,
+		SynsWithoutToa:  st.SYNsWithoutTOA,
+		LookupsCanceled: st.LookupsCanceled,
+		MultipleToa:     st.MultipleTOA,
+		Reused:          st.Reused,
+		EvictionsOpen:   st.EvictionsOpen,
+		IdleExpired:     st.IdleExpired,
+	}
+}

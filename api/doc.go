@@ -1,0 +1,14 @@
+// Package api serves the toad.v1.LookupService over gRPC: applications ask
+// it which real client is behind a connection that reached them through an
+// L4 proxy, and it answers from a correlate.Table.
+//
+// A Server is bounded (message sizes, concurrent streams, watchers,
+// keepalive enforcement), exposes grpc.health.v1 (SERVING only once
+// SetServing(true) says its source of connections is attached) and server
+// reflection. ListenUnix and ListenTCP make the listeners it is meant to
+// serve on: a unix socket with restricted permissions, and loopback TCP,
+// since the answers reveal client addresses.
+//
+// A Server is safe for concurrent use; build one with New, its zero value is
+// not usable. The Go client is in package api/client.
+package api

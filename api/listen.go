@@ -1,0 +1,146 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where toad serves its unix socket unless told otherwise.
+const DefaultSocket = "/run/toad/toad.sock"
+
+// DefaultSocketMode lets the owner and the group connect.
+const DefaultSocketMode fs.FileMode = 0o660
+
+// DefaultListen is toad's loopback TCP address.
+const DefaultListen = "127.0.0.1:50051"
+
+// ErrInUse reports a unix socket another process still serves on.
+var ErrInUse = errors.New("socket in use")
+
+// probeTimeout bounds the connect that tells a live socket from a stale one.
+const probeTimeout = time.Second
+
+// ListenUnix listens on a unix socket at path, with permissions mode, and
+// removes the socket file when the listener closes. The directory is made
+// (mode 0750) if missing.
+//
+// A socket file already at path is replaced only when nobody answers on it
+// (a crashed server's leftover); ListenUnix fails with ErrInUse when a
+// process still serves there, and refuses to replace anything that is not
+// a socket. The socket is made under a temporary name, given its mode, and
+// renamed into place, so it never exists at path with looser permissions.
+func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
+	if path == "" {
+		return nil, errors.New("listen unix: empty socket path")
+	}
+	if err := checkStale(path); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("listen unix: %w", err)
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, ".toad-"+hex.EncodeToString(rnd[:])+".sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen unix: %w", err)
+	}
+	l.SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, error) {
+		l.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("listen unix %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail(err)
+	}
+	return &unixListener{UnixListener: l, addr: &net.UnixAddr{Name: path, Net: "unix"}, file: fi}, nil
+}
+
+// checkStale returns nil when path is free or holds a socket nobody serves.
+func checkStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen unix: %w", err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("listen unix: %s exists and is not a socket (%v): refusing to replace it; remove it or choose another socket path", path, fi.Mode().Type())
+	}
+	c, err := net.DialTimeout("unix", path, probeTimeout)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("listen unix %s: %w by another process: stop it or choose another socket path", path, ErrInUse)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil // stale: the rename replaces it
+	}
+	return fmt.Errorf("listen unix: probe existing socket: %w", err)
+}
+
+// unixListener reports the socket's final path and removes the file on
+// Close, unless another listener has replaced it since.
+type unixListener struct {
+	*net.UnixListener
+	addr *net.UnixAddr
+	file fs.FileInfo
+	once sync.Once
+	err  error
+}
+
+func (l *unixListener) Addr() net.Addr { return l.addr }
+
+func (l *unixListener) Close() error {
+	l.once.Do(func() {
+		l.err = l.UnixListener.Close()
+		if cur, err := os.Lstat(l.addr.Name); err == nil && os.SameFile(cur, l.file) {
+			os.Remove(l.addr.Name)
+		}
+	})
+	return l.err
+}
+
+// ListenTCP listens on a TCP address. Unless allowRemote, the address must
+// be a loopback one (127.0.0.1:50051, [::1]:50051, localhost:50051): the API
+// tells who the clients are, and must not be reachable from the network by
+// accident.
+func ListenTCP(addr string, allowRemote bool) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp: address %q: want host:port, for example %s", addr, DefaultListen)
+	}
+	notLoopback := fmt.Errorf("listen tcp: %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or allow remote access explicitly", addr)
+	if ip, err := netip.ParseAddr(host); !allowRemote && host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return nil, notLoopback
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp: %w", err)
+	}
+	if ta, ok := l.Addr().(*net.TCPAddr); !allowRemote && (!ok || !ta.IP.IsLoopback()) {
+		l.Close()
+		return nil, notLoopback
+	}
+	return l, nil
+}

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/toad-project/toad/correlate"
+	toadv1 "github.com/toad-project/toad/proto/toad/v1"
+)
+
+// deadlineMargin is how long before the caller's deadline a waiting Lookup
+// gives up, so that the caller gets NOT_FOUND rather than its own timeout.
+const deadlineMargin = 5 * time.Millisecond
+
+// missedCheck is how often a quiet Watch stream checks whether its
+// subscription lost events, so that a loss is reported even when no later
+// event comes along to carry the news.
+const missedCheck = time.Second
+
+type service struct {
+	toadv1.UnimplementedLookupServiceServer
+
+	table    *correlate.Table
+	cfg      *Config
+	stopping <-chan struct{}
+	serving  *atomic.Bool
+	watchers chan struct{} // a token per Watch stream being served
+}
+
+func (s *service) Lookup(ctx context.Context, req *toadv1.LookupRequest) (*toadv1.LookupResponse, error) {
+	k, err := parseKey("", req.GetPeer(), req.GetLocal())
+	if err != nil {
+		return nil, err
+	}
+	wait, err := s.wait(ctx, req.GetWait())
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.table.Lookup(ctx, k, wait)
+	if err != nil {
+		return nil, lookupError(err, req.GetPeer(), req.GetLocal(), wait)
+	}
+	return &toadv1.LookupResponse{Connection: newConnection(req.GetPeer(), req.GetLocal(), &e)}, nil
+}
+
+// wait returns how long a Lookup may wait: what the caller asked, capped by
+// the server's bound and by the caller's own deadline.
+func (s *service) wait(ctx context.Context, d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, invalidArgument("wait", fmt.Sprintf("wait: %v", err))
+	}
+	w := d.AsDuration()
+	if w < 0 {
+		return 0, invalidArgument("wait", fmt.Sprintf("wait %v is negative: want 0 to answer at once, or how long to wait for the handshake", w))
+	}
+	w = min(w, s.cfg.MaxWait)
+	if dl, ok := ctx.Deadline(); ok && w > 0 {
+		w = max(0, min(w, time.Until(dl)-deadlineMargin))
+	}
+	return w, nil
+}
+
+func lookupError(err error, peer, local string, wait time.Duration) error {
+	switch {
+	case errors.Is(err, correlate.ErrClosed):
+		return status.Error(codes.Unavailable, "toad is shutting down")
+	case errors.Is(err, correlate.ErrNotFound):
+		msg := fmt.Sprintf("toad has no connection from %s to %s", peer, local)
+		if wait > 0 {
+			msg += fmt.Sprintf(" (waited %v)", wait)
+		}
+		return status.Error(codes.NotFound, msg)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.Unavailable, "lookup: %v", err)
+}
+
+func (s *service) BatchLookup(ctx context.Context, req *toadv1.BatchLookupRequest) (*toadv1.BatchLookupResponse, error) {
+	keys := req.GetKeys()
+	if len(keys) > s.cfg.MaxBatch {
+		return nil, status.Errorf(codes.ResourceExhausted, "%d keys in one batch; this server takes at most %d: split the batch", len(keys), s.cfg.MaxBatch)
+	}
+	// One allocation per kind of message for the whole batch.
+	results := make([]toadv1.BatchLookupResult, len(keys))
+	conns := make([]toadv1.Connection, len(keys))
+	times := make([]timestamppb.Timestamp, len(keys))
+	resp := &toadv1.BatchLookupResponse{Results: make([]*toadv1.BatchLookupResult, len(keys))}
+	for i, key := range keys {
+		resp.Results[i] = &results[i]
+		peer, local := key.GetPeer(), key.GetLocal()
+		k, err := parseKey("", peer, local)
+		if err != nil {
+			_, err = parseKey("keys["+strconv.Itoa(i)+"].", peer, local)
+			return nil, err
+		}
+		e, err := s.table.Lookup(ctx, k, 0)
+		if err != nil {
+			if errors.Is(err, correlate.ErrNotFound) {
+				continue
+			}
+			return nil, lookupError(err, peer, local, 0)
+		}
+		results[i].Found = true
+		results[i].Connection = &conns[i]
+		fillConnection(&conns[i], &times[i], peer, local, &e)
+	}
+	return resp, nil
+}
+
+func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_WatchServer) error {
+	port := req.GetLocalPort()
+	if port > 65535 {
+		return invalidArgument("local_port", fmt.Sprintf("local_port %d is not a port: want 1-65535, or 0 for every port", port))
+	}
+	select {
+	case s.watchers <- struct{}{}:
+		defer func() { <-s.watchers }()
+	default:
+		return status.Errorf(codes.ResourceExhausted, "this server already serves its maximum of %d watchers", cap(s.watchers))
+	}
+	sub := s.table.Subscribe(s.cfg.WatchBuffer)
+	defer sub.Close()
+	// The headers tell the caller that events from now on reach it.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	tick := time.NewTicker(missedCheck)
+	defer tick.Stop()
+	var reported uint64
+	reportMissed := func() error {
+		m := sub.Missed()
+		if m <= reported {
+			return nil
+		}
+		n := m - reported
+		reported = m
+		return stream.Send(&toadv1.WatchResponse{Type: toadv1.EventType_EVENT_TYPE_MISSED, Missed: n})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.stopping:
+			return status.Error(codes.Unavailable, "toad is shutting down")
+		case <-tick.C:
+			if err := reportMissed(); err != nil {
+				return err
+			}
+		case ev, ok := <-sub.Events():
+			if !ok {
+				return status.Error(codes.Unavailable, "toad is shutting down: the connection table closed")
+			}
+			if err := reportMissed(); err != nil {
+				return err
+			}
+			if port != 0 && uint32(ev.Entry.Key.Local.Port()) != port {
+				continue
+			}
+			typ := toadv1.EventType_EVENT_TYPE_OPEN
+			if ev.Type == correlate.EventClose {
+				typ = toadv1.EventType_EVENT_TYPE_CLOSE
+			}
+			k := ev.Entry.Key
+			err := stream.Send(&toadv1.WatchResponse{
+				Type:       typ,
+				Connection: newConnection(k.Peer.String(), k.Local.String(), &ev.Entry),
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *service) GetStats(context.Context, *toadv1.GetStatsRequest) (*toadv1.GetStatsResponse, error) {
+	resp := &toadv1.GetStatsResponse{
+		Table:   tableStats(s.table.Stats()),
+		Serving: s.serving.Load(),
+	}
+	if s.cfg.Counters != nil {
+		resp.Counters = s.cfg.Counters()
+	}
+	return resp, nil
+}

@@ -1,0 +1,299 @@
+package capture
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/toa"
+)
+
+// Sink consumes decoded records. The record is only valid during the call.
+// *correlate.Table is a Sink.
+type Sink interface {
+	Observe(r *decode.Record)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(r *decode.Record)
+
+// Observe calls f(r).
+func (f SinkFunc) Observe(r *decode.Record) { f(r) }
+
+// Expirer is a Sink whose entries age on the capture clock. Replay calls
+// Expire with capture time as the file advances and once at its end.
+// *correlate.Table is an Expirer.
+type Expirer interface {
+	Expire(now time.Time) int
+}
+
+// Config configures a live capture. The zero value captures on every
+// interface with one reader, the default dialects and sidecar-sized rings.
+type Config struct {
+	// Interface is the interface to capture on; "" means every interface.
+	Interface string
+	// Dialects are the TOA dialects the decoder and the kernel filter
+	// look for; nil means toa.DefaultSet(). It must not change afterwards.
+	Dialects *toa.Set
+	// Readers is the number of sockets sharing the traffic through a
+	// flow-hashed fanout group (PACKET_FANOUT_HASH), so that one
+	// connection's packets stay in order on one reader. 0 means 1, which
+	// is enough for the few packets per connection the filter passes.
+	Readers int
+	// FanoutGroup is the fanout group id when Readers > 1; 0 picks one
+	// from the process id.
+	FanoutGroup uint16
+	// RingSize is each reader's ring in bytes; 0 means 4 MiB.
+	RingSize int
+	// BlockSize is the TPACKET_V3 block size in bytes, a multiple of the
+	// page size; 0 means 64 KiB.
+	BlockSize int
+	// BlockTimeout is how long the kernel holds a partly filled block
+	// before handing it over, which bounds the delivery delay at low
+	// packet rates; 0 means 2ms. Millisecond granularity.
+	BlockTimeout time.Duration
+	// SnapLen is how many bytes of each packet the ring keeps, enough for
+	// the headers; 0 means 512.
+	SnapLen int
+	// Filter is the strongest kernel filter to try; the zero value is
+	// FilterTOA. Capture falls back to weaker ones when the kernel
+	// refuses a program, and never fails over it.
+	Filter Filter
+	// Logger receives setup and fallback messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultRingSize     = 4 << 20
+	DefaultBlockSize    = 64 << 10
+	DefaultBlockTimeout = 2 * time.Millisecond
+	DefaultSnapLen      = 512
+)
+
+// withDefaults fills in zero fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	if c.Dialects == nil {
+		c.Dialects = toa.DefaultSet()
+	}
+	if c.Readers == 0 {
+		c.Readers = 1
+	}
+	if c.RingSize == 0 {
+		c.RingSize = DefaultRingSize
+	}
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	if c.BlockTimeout == 0 {
+		c.BlockTimeout = DefaultBlockTimeout
+	}
+	if c.SnapLen == 0 {
+		c.SnapLen = DefaultSnapLen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch {
+	case c.Readers < 0 || c.Readers > 64:
+		return c, fmt.Errorf("capture config: Readers %d: want 1-64", c.Readers)
+	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
+		return c, fmt.Errorf("capture config: BlockSize %d: want a multiple of 4096", c.BlockSize)
+	case c.RingSize < c.BlockSize:
+		return c, fmt.Errorf("capture config: RingSize %d is smaller than BlockSize %d", c.RingSize, c.BlockSize)
+	case c.BlockTimeout < time.Millisecond:
+		return c, fmt.Errorf("capture config: BlockTimeout %v: want at least 1ms", c.BlockTimeout)
+	case c.SnapLen < 128 || c.SnapLen > 65535:
+		return c, fmt.Errorf("capture config: SnapLen %d: want 128-65535", c.SnapLen)
+	case c.Filter > FilterNone:
+		return c, fmt.Errorf("capture config: unknown Filter %v", c.Filter)
+	}
+	return c, nil
+}
+
+// Stats are a capture's counters.
+type Stats struct {
+	// Packets is how many frames were read from the rings or the file.
+	Packets uint64
+	// Records is how many records went to the sink.
+	Records uint64
+	// Failures counts the frames the decoder rejected, by reason (the OK
+	// slot stays 0).
+	Failures [decode.NumReasons]uint64
+
+	// The rest is for live captures only.
+
+	// KernelPackets is how many packets the kernel filter passed to the
+	// sockets, including dropped ones.
+	KernelPackets uint64
+	// Drops is how many packets the kernel dropped because a ring was full.
+	Drops uint64
+	// Freezes is how many times a ring ran full and froze.
+	Freezes uint64
+	// Filter is the weakest filter attached to any reader.
+	Filter Filter
+	// IgnoreOutgoing reports that every socket skips outgoing packets by
+	// itself (PACKET_IGNORE_OUTGOING, Linux 4.20), not only in the filter.
+	IgnoreOutgoing bool
+	// Readers is the number of sockets.
+	Readers int
+}
+
+// Rejected is the total of Failures.
+func (s *Stats) Rejected() uint64 {
+	var n uint64
+	for _, v := range s.Failures {
+		n += v
+	}
+	return n
+}
+
+// FailureSummary lists the nonzero failure counters as "reason=n" pairs,
+// "none" when there are none.
+func (s *Stats) FailureSummary() string {
+	var b strings.Builder
+	for r, n := range s.Failures {
+		if n == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", decode.Reason(r), n)
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// counters are one reader's user-space counters.
+type counters struct {
+	packets  atomic.Uint64
+	records  atomic.Uint64
+	failures [decode.NumReasons]atomic.Uint64
+	_        [64]byte // keep readers' counters on separate cache lines
+}
+
+func (c *counters) addTo(s *Stats) {
+	s.Packets += c.packets.Load()
+	s.Records += c.records.Load()
+	for i := range c.failures {
+		s.Failures[i] += c.failures[i].Load()
+	}
+}
+
+// Capture is a running live capture.
+type Capture struct {
+	cfg     Config
+	sink    Sink
+	dec     *decode.Decoder
+	readers []*reader
+
+	stop atomic.Bool
+	wg   sync.WaitGroup
+	done chan struct{}
+
+	mu     sync.Mutex
+	err    error // the error that stopped the readers
+	closed bool
+	final  Stats // the counters at Close
+
+	closeOnce sync.Once
+}
+
+// Open starts a live capture that hands every decoded segment to sink. It
+// fails with an error saying what to grant when the process lacks
+// CAP_NET_RAW, and wraps errors.ErrUnsupported off Linux.
+func Open(cfg Config, sink Sink) (*Capture, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{cfg: cfg, sink: sink, dec: decode.New(cfg.Dialects), done: make(chan struct{})}
+	if err := c.open(); err != nil {
+		for _, r := range c.readers {
+			r.close()
+		}
+		return nil, err
+	}
+	for _, r := range c.readers {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := r.run(c); err != nil {
+				c.fail(err)
+			}
+		}()
+	}
+	go func() {
+		c.wg.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// fail records the first fatal reader error and stops the other readers.
+func (c *Capture) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.stop.Store(true)
+}
+
+// Done is closed once every reader has stopped: after Close, or when a
+// reader hit an error (see Err).
+func (c *Capture) Done() <-chan struct{} { return c.done }
+
+// Err returns the error that stopped the readers, or nil.
+func (c *Capture) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Stats returns the capture's counters so far.
+func (c *Capture) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.final
+	}
+	return c.statsLocked()
+}
+
+func (c *Capture) statsLocked() Stats {
+	s := Stats{Readers: len(c.readers), IgnoreOutgoing: len(c.readers) > 0}
+	for _, r := range c.readers {
+		r.counters.addTo(&s)
+		r.kernelStats(&s)
+		s.Filter = max(s.Filter, r.filter)
+		s.IgnoreOutgoing = s.IgnoreOutgoing && r.ignoreOutgoing
+	}
+	return s
+}
+
+// Close stops the readers, waits for them, then closes the sockets. It
+// returns the error that had stopped the readers, if any. Close is
+// idempotent.
+func (c *Capture) Close() error {
+	c.closeOnce.Do(func() {
+		c.stop.Store(true)
+		<-c.done
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.final = c.statsLocked()
+		c.closed = true
+		for _, r := range c.readers {
+			r.close()
+		}
+	})
+	return c.Err()
+}

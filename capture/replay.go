@@ -1,0 +1,164 @@
+package capture
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/toad-project/toad/decode"
+)
+
+// ExpireEvery is how much capture time passes between Replay's calls to
+// an Expirer sink.
+const ExpireEvery = time.Second
+
+// Capture file magic numbers, as the first four bytes read big-endian.
+const (
+	magicPCAPMicroLE = 0xD4C3B2A1
+	magicPCAPMicroBE = 0xA1B2C3D4
+	magicPCAPNanoLE  = 0x4D3CB2A1
+	magicPCAPNanoBE  = 0xA1B23C4D
+	magicPCAPNG      = 0x0A0D0D0A
+)
+
+// packetSource is what Replay needs of pcapgo's readers.
+type packetSource interface {
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+// Replay decodes every frame of a pcap or pcapng capture (optionally
+// gzip-compressed) read from r and hands the records to sink in file
+// order, each stamped with its capture time. A nil dec decodes the default
+// dialects. If sink is an Expirer, Replay calls Expire with capture time
+// every ExpireEvery of it and once after the last frame.
+//
+// A file in another format, or with a link type the decoder does not read,
+// is an error naming what it found. Replay returns the counters so far
+// with any error; ctx cancels it.
+func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (Stats, error) {
+	var st Stats
+	if dec == nil {
+		dec = decode.New(nil)
+	}
+	br := bufio.NewReaderSize(r, 1<<20)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return st, fmt.Errorf("read capture header: %w", noEOF(err))
+	}
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return st, fmt.Errorf("read gzip header: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<20)
+		if magic, err = br.Peek(4); err != nil {
+			return st, fmt.Errorf("read capture header: %w", noEOF(err))
+		}
+	}
+	var (
+		src  packetSource
+		link decode.LinkType // a pcap file's; pcapng gives one per packet
+		ng   bool
+	)
+	switch m := binary.BigEndian.Uint32(magic); m {
+	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
+		pr, err := pcapgo.NewReader(br)
+		if err != nil {
+			return st, fmt.Errorf("read pcap header: %w", err)
+		}
+		if err := checkLink(pr.LinkType()); err != nil {
+			return st, err
+		}
+		src, link = pr, decode.LinkType(pr.LinkType())
+	case magicPCAPNG:
+		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			return st, fmt.Errorf("read pcapng header: %w", err)
+		}
+		src, ng = nr, true
+	default:
+		return st, fmt.Errorf("not a pcap or pcapng file: it starts with %#08x (pcap starts with a1b2c3d4 or d4c3b2a1, pcapng with 0a0d0d0a)", m)
+	}
+
+	exp, _ := sink.(Expirer)
+	var (
+		rec        decode.Record
+		nextExpire time.Time
+		last       time.Time
+		checked    bool // link has been checked
+	)
+	for {
+		data, ci, err := src.ZeroCopyReadPacketData()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return st, fmt.Errorf("read packet %d: %w", st.Packets+1, noEOF(err))
+		}
+		st.Packets++
+		if st.Packets&0xffff == 1 {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+		}
+		if ng {
+			lt, _ := ci.AncillaryData[0].(layers.LinkType)
+			if !checked || decode.LinkType(lt) != link {
+				if err := checkLink(lt); err != nil {
+					return st, fmt.Errorf("pcapng interface %d: %w", ci.InterfaceIndex, err)
+				}
+				link, checked = decode.LinkType(lt), true
+			}
+		}
+		ts := ci.Timestamp
+		if exp != nil && !ts.Before(nextExpire) {
+			if !nextExpire.IsZero() {
+				exp.Expire(ts)
+			}
+			nextExpire = ts.Add(ExpireEvery)
+		}
+		if ts.After(last) {
+			last = ts
+		}
+		if why := dec.Decode(link, data, ts, &rec); why != decode.OK {
+			st.Failures[why]++
+			continue
+		}
+		sink.Observe(&rec)
+		st.Records++
+	}
+	if exp != nil && !last.IsZero() {
+		exp.Expire(last)
+	}
+	return st, nil
+}
+
+// checkLink names a link type the decoder does not read.
+func checkLink(lt layers.LinkType) error {
+	err := decode.CheckLink(decode.LinkType(lt))
+	if err == nil {
+		return nil
+	}
+	if name := lt.String(); name != "UnknownLinkType" {
+		return fmt.Errorf("capture file of link type %s: %w", name, err)
+	}
+	return fmt.Errorf("capture file: %w", err)
+}
+
+// noEOF turns an EOF in the middle of a structure into ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,103 @@
+// Command toad tells applications the real client address of TCP
+// connections that reached them through an L4 proxy, read from the TOA
+// option the proxy adds.
+//
+//	toad replay [flags] FILE...   replay pcap/pcapng files, print the connections
+//	toad serve [flags]            capture and answer lookups over gRPC
+//
+// Run "toad COMMAND -h" for a command's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: toad COMMAND [flags] [arguments]
+
+commands:
+  replay [flags] FILE...   replay pcap/pcapng files and print the connections they resolve
+  serve [flags]            capture live (or replay --pcap files) and answer lookups over gRPC
+
+Run "toad COMMAND -h" for a command's flags.
+`
+
+// cli runs the command args name and returns the exit status: 0 on
+// success, 1 when the command failed, 2 for a bad command line.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name, rest := args[0], args[1:]
+	var err error
+	switch name {
+	case "replay":
+		err = replayCommand(ctx, rest, stdout, stderr)
+	case "serve":
+		err = serveCommand(ctx, rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "toad: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "toad %s: %v (run \"toad %s -h\" for usage)\n", name, err, name)
+		return 2
+	}
+	fmt.Fprintf(stderr, "toad %s: %v\n", name, err)
+	return 1
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error {
+	return &usageError{fmt.Errorf(format, a...)}
+}
+
+// parseInterspersed parses fs's flags wherever they are among args and
+// returns the other arguments in order; "--" ends the flags. Errors are
+// usage errors, flag.ErrHelp aside.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &usageError{err}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,738 @@
+package correlate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/toa"
+)
+
+// Defaults for a zero Config.
+const (
+	DefaultCapacity = 1 << 20
+	DefaultShards   = 64
+	DefaultLinger   = 60 * time.Second
+)
+
+// MaxCapacity is the largest Capacity a Table accepts.
+const MaxCapacity = 1 << 30
+
+// Config configures a Table. Its zero value is a table of DefaultCapacity
+// entries that trusts every peer.
+type Config struct {
+	// Capacity is the most entries the table holds; 0 means
+	// DefaultCapacity. When it is full, closing entries are evicted first,
+	// then the oldest.
+	Capacity int
+	// Shards is how many independently locked parts the table has, a power
+	// of two; 0 means DefaultShards.
+	Shards int
+	// Linger is how long a closing connection is still answered; 0 means
+	// DefaultLinger.
+	Linger time.Duration
+	// IdleTimeout, when positive, lets Expire drop open entries that saw no
+	// segment for that long. It costs a lock on every segment of every
+	// known connection; 0 (the default) keeps open entries until they
+	// close, however long they live.
+	IdleTimeout time.Duration
+	// Trusted are the proxy ranges whose TOAs are believed. Empty means
+	// every peer is trusted, which Stats.AllTrusted reports.
+	Trusted []netip.Prefix
+}
+
+// Table maps connections to the real clients their proxies named. It is
+// safe for concurrent use: Observe may be called from several capture
+// workers while lookups run. It has no goroutines of its own: records bring
+// its clock, and the owner calls Expire.
+type Table struct {
+	shards   []shard
+	shift    uint // 64 - log2(len(shards))
+	seed     seed
+	cap      int64
+	linger   int64
+	idle     int64
+	trusted  []netip.Prefix
+	n        atomic.Int64 // entries
+	nClosing atomic.Int64 // closing entries
+
+	untrusted atomic.Uint64
+	closed    atomic.Bool
+
+	subsMu sync.Mutex
+	subs   atomic.Pointer[[]*Subscription] // nil when there are none
+}
+
+// ErrClosed is returned, together with ErrNotFound, by lookups that were
+// waiting when the table closed or that start waiting after it closed.
+var ErrClosed = errors.New("table closed")
+
+var errClosedNotFound = fmt.Errorf("%w: %w", ErrNotFound, ErrClosed)
+
+// New returns an empty table configured by cfg. The index of every shard is
+// allocated at once (about 11 bytes per entry of capacity); entries are
+// allocated as they arrive and their memory is reused, never returned.
+func New(cfg Config) (*Table, error) {
+	switch {
+	case cfg.Capacity < 0 || cfg.Capacity > MaxCapacity:
+		return nil, fmt.Errorf("invalid Config.Capacity %d: want 0 (default %d) to %d", cfg.Capacity, DefaultCapacity, MaxCapacity)
+	case cfg.Shards < 0 || cfg.Shards > 1<<16 || cfg.Shards&(cfg.Shards-1) != 0:
+		return nil, fmt.Errorf("invalid Config.Shards %d: want a power of two up to 65536, or 0 (default %d)", cfg.Shards, DefaultShards)
+	case cfg.Linger < 0:
+		return nil, fmt.Errorf("invalid Config.Linger %v: want 0 (default %v) or more", cfg.Linger, DefaultLinger)
+	case cfg.IdleTimeout < 0:
+		return nil, fmt.Errorf("invalid Config.IdleTimeout %v: want 0 (never) or more", cfg.IdleTimeout)
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = DefaultCapacity
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = DefaultShards
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
+	t := &Table{
+		shards: make([]shard, cfg.Shards),
+		shift:  uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
+		cap:    int64(cfg.Capacity),
+		linger: int64(cfg.Linger),
+		idle:   int64(cfg.IdleTimeout),
+	}
+	for i, p := range cfg.Trusted {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("invalid Config.Trusted[%d] %v: want a CIDR such as 192.0.2.0/24", i, p)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		t.trusted = append(t.trusted, p.Masked())
+	}
+	for i := range t.seed {
+		t.seed[i] = rand.Uint64()
+	}
+	// Each shard may hold an eighth more than its share, so that the
+	// unevenness of hashing never makes one evict before the table is full.
+	fair := (cfg.Capacity + cfg.Shards - 1) / cfg.Shards
+	hard := fair + fair/8 + 64
+	for i := range t.shards {
+		t.shards[i] = newShard(hard)
+	}
+	return t, nil
+}
+
+func (t *Table) shardOf(h uint64) *shard { return &t.shards[h>>t.shift] }
+
+func (t *Table) trusts(a netip.Addr) bool {
+	if len(t.trusted) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range t.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// synWindow is how far below an inferred initial sequence number a SYN
+// may be and still be taken for the same connection's: the inference is
+// exact when the TOA came with the handshake's ACK, and errs by the data
+// sent before the first segment the capture saw.
+const synWindow = 1 << 16
+
+// Observe applies one decoded segment to the table; r.Time is the table's
+// clock for it. It never blocks on anything but a shard's lock.
+//
+//   - A TOA from a trusted peer creates the connection's entry if it has
+//     none. The same TOA again changes nothing; a different one is ignored
+//     and counted in Stats.Conflicts. A TOA from any other peer is counted
+//     in Stats.Untrusted and never stored.
+//   - An entry keeps the client's initial sequence number: the SYN's, when
+//     the TOA came in the SYN; otherwise the Seq of the segment that brought
+//     the TOA minus one (the handshake's ACK and first data segment carry
+//     ISN+1), marked inferred.
+//   - A SYN without ACK on a key whose entry is closing, or has another
+//     initial sequence number (an inferred one matches any SYN up to 64 KiB
+//     below it), starts a new connection: the old entry is replaced by the
+//     SYN's TOA or, without one, removed. A retransmitted SYN changes nothing.
+//   - FIN or RST moves an entry to closing; Expire removes it after Linger.
+func (t *Table) Observe(r *decode.Record) {
+	hasTOA := r.TOACount > 0
+	syn := r.Flags&(decode.SYN|decode.ACK) == decode.SYN
+	end := r.Flags&(decode.FIN|decode.RST) != 0
+	if !hasTOA && !syn && !end && t.idle == 0 {
+		return
+	}
+	if !t.trusts(r.Peer.Addr()) {
+		if hasTOA {
+			t.untrusted.Add(1)
+		}
+		return
+	}
+	p := pack(r.Peer, r.Local)
+	h := t.seed.hash(&p)
+	h32 := uint32(h)
+	now := nanos(r.Time)
+	s := t.shardOf(h)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref := s.find(&p, h32)
+	if syn {
+		s.forgetClosed(h)
+		if !hasTOA {
+			s.c.synsWithoutTOA++
+		}
+		if ref != 0 && s.startsNew(ref, r.Seq) {
+			if _, f := s.hdr(ref); *f&fClosing == 0 {
+				t.publishClose(s, ref, now, &p)
+			}
+			t.drop(s, ref, h32)
+			s.c.reused++
+			ref = 0
+		}
+	}
+	if hasTOA {
+		if r.TOACount > 1 {
+			s.c.multipleTOA++
+		}
+		if ref == 0 {
+			ref = t.insertTOA(s, &p, h32, r, now, syn)
+		} else if !s.sameClient(ref, &r.TOA) {
+			s.c.conflicts++
+		}
+	}
+	if ref == 0 {
+		if end && s.countClosedWithoutTOA(h) {
+			s.c.connsWithoutTOA++
+		}
+		return
+	}
+	v, f := s.hdr(ref)
+	if *f&fClosing != 0 {
+		return
+	}
+	if t.idle > 0 {
+		v.stamp = now
+	}
+	if end {
+		s.unlink(&s.open, ref)
+		*f |= fClosing
+		v.stamp = now
+		s.push(&s.closing, ref)
+		s.nClosing++
+		t.nClosing.Add(1)
+		if t.subs.Load() != nil {
+			t.publish(Event{Type: EventClose, Entry: s.entry(ref, p.unpack())})
+		}
+	}
+}
+
+// startsNew reports whether a SYN with sequence number seq on ref's entry
+// starts a new connection. A SYN that confirms an inferred initial
+// sequence number makes it exact.
+func (s *shard) startsNew(ref, seq uint32) bool {
+	v, f := s.hdr(ref)
+	switch {
+	case *f&fClosing != 0, *f&fHasSyn == 0:
+		return true
+	case *f&fSynInferred != 0:
+		if v.syn-seq >= synWindow {
+			return true
+		}
+		v.syn = seq
+		*f &^= fSynInferred
+		return false
+	}
+	return v.syn != seq
+}
+
+func (s *shard) sameClient(ref uint32, c *toa.Client) bool {
+	var want val
+	var wf uint8
+	setClient(&want, &wf, c)
+	v, f := s.hdr(ref)
+	return v.client == want.client && v.cport == want.cport && v.dkind == want.dkind &&
+		v.dlen == want.dlen && *f&(fClient6|fHasPort) == wf
+}
+
+func setClient(v *val, f *uint8, c *toa.Client) {
+	if c.Addr.Is4() {
+		a := c.Addr.As4()
+		copy(v.client[:], a[:])
+	} else {
+		v.client = c.Addr.As16()
+		*f |= fClient6
+	}
+	if c.HasPort {
+		*f |= fHasPort
+		v.cport = c.Port
+	}
+	v.dkind, v.dlen = c.Dialect.Kind, c.Dialect.Len
+}
+
+// insertTOA adds the open entry r's TOA creates for p.
+func (t *Table) insertTOA(s *shard, p *pkey, h uint32, r *decode.Record, now int64, syn bool) uint32 {
+	var v val
+	var f uint8
+	setClient(&v, &f, &r.TOA)
+	v.first, v.stamp = now, now
+	switch {
+	case syn:
+		v.syn = r.Seq
+		f |= fHasSyn
+	case r.Flags&decode.SYN == 0:
+		v.syn = r.Seq - 1
+		f |= fHasSyn | fSynInferred
+	}
+	ref := t.insert(s, p, h, &v, f)
+	s.c.connsWithTOA++
+	if t.subs.Load() != nil {
+		t.publish(Event{Type: EventOpen, Entry: s.entry(ref, p.unpack())})
+	}
+	return ref
+}
+
+// insert adds an entry for p, absent from s, making room for it; it wakes
+// the lookups waiting for p.
+func (t *Table) insert(s *shard, p *pkey, h uint32, v *val, f uint8) uint32 {
+	t.reserve(s)
+	ref := s.alloc(p, h)
+	sv, sf := s.hdr(ref)
+	*sv, *sf = *v, f
+	if f&fClosing != 0 {
+		s.push(&s.closing, ref)
+		s.nClosing++
+		t.nClosing.Add(1)
+	} else {
+		s.push(&s.open, ref)
+	}
+	if f&fClient6 != 0 {
+		s.nClient6++
+	}
+	if len(s.waiters) > 0 {
+		s.wake(p.unpack())
+	}
+	return ref
+}
+
+// reserve accounts for one more entry in s, evicting one if s or the table
+// is full: a closing entry if there is one, preferably in s, else the
+// oldest of s.
+func (t *Table) reserve(s *shard) {
+	if s.n >= s.hard {
+		t.evict(s)
+	}
+	if t.n.Add(1) <= t.cap {
+		return
+	}
+	if s.nClosing == 0 && t.nClosing.Load() > 0 && t.evictElsewhere(s) {
+		return
+	}
+	if s.n > 0 {
+		t.evict(s)
+	}
+	// Otherwise s is empty and every entry is in other shards: this one
+	// goes over capacity, by at most one entry per such shard.
+}
+
+// evict removes s's first closing entry, or else its oldest.
+func (t *Table) evict(s *shard) {
+	ref := s.closing.head
+	if ref == 0 {
+		ref = s.open.head
+		s.c.evictionsOpen++
+	}
+	s.c.evictions++
+	t.drop(s, ref, t.hashOf(s, ref))
+}
+
+// evictElsewhere evicts a closing entry from a shard other than s whose
+// lock is free at once. s is locked; only TryLock is used, so shards never
+// wait for each other.
+func (t *Table) evictElsewhere(s *shard) bool {
+	start := int(uint(t.n.Load())) % len(t.shards)
+	for i := range t.shards {
+		o := &t.shards[(start+i)%len(t.shards)]
+		if o == s || !o.mu.TryLock() {
+			continue
+		}
+		if o.nClosing > 0 {
+			t.evict(o)
+			o.mu.Unlock()
+			return true
+		}
+		o.mu.Unlock()
+	}
+	return false
+}
+
+func (t *Table) hashOf(s *shard, ref uint32) uint32 {
+	p := s.keyOf(ref)
+	return uint32(t.seed.hash(&p))
+}
+
+// drop removes ref's entry, whose key hashes to h, from s.
+func (t *Table) drop(s *shard, ref, h uint32) {
+	_, f := s.hdr(ref)
+	if *f&fClosing != 0 {
+		s.unlink(&s.closing, ref)
+		s.nClosing--
+		t.nClosing.Add(-1)
+	} else {
+		s.unlink(&s.open, ref)
+	}
+	if *f&fClient6 != 0 {
+		s.nClient6--
+	}
+	s.unindex(h, ref)
+	if ref&ref6 != 0 {
+		s.a6.release(ref&refSlot - 1)
+	} else {
+		s.a4.release(ref&refSlot - 1)
+	}
+	s.n--
+	t.n.Add(-1)
+}
+
+// publishClose tells subscribers that ref's open entry ended at now
+// because a new connection took its key.
+func (t *Table) publishClose(s *shard, ref uint32, now int64, p *pkey) {
+	if t.subs.Load() == nil {
+		return
+	}
+	e := s.entry(ref, p.unpack())
+	e.State = StateClosing
+	e.ClosedAt = timeOf(now)
+	t.publish(Event{Type: EventClose, Entry: e})
+}
+
+// entry returns ref's entry, whose key is k.
+func (s *shard) entry(ref uint32, k Key) Entry {
+	v, f := s.hdr(ref)
+	e := Entry{
+		Key: k,
+		Client: toa.Client{
+			Dialect: toa.Dialect{Kind: v.dkind, Len: v.dlen},
+			Port:    v.cport,
+			HasPort: *f&fHasPort != 0,
+		},
+		FirstSeen:      timeOf(v.first),
+		State:          StateOpen,
+		SynSeq:         v.syn,
+		HasSynSeq:      *f&fHasSyn != 0,
+		SynSeqInferred: *f&fSynInferred != 0,
+	}
+	if *f&fClient6 != 0 {
+		e.Client.Addr = netip.AddrFrom16(v.client)
+	} else {
+		e.Client.Addr = netip.AddrFrom4([4]byte(v.client[:4]))
+	}
+	if *f&fClosing != 0 {
+		e.State = StateClosing
+		e.ClosedAt = timeOf(v.stamp)
+	}
+	return e
+}
+
+// noTime stands for the zero time.Time, whose Unix nanoseconds are out of
+// range.
+const noTime = math.MinInt64
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return noTime
+	}
+	return t.UnixNano()
+}
+
+func timeOf(ns int64) time.Time {
+	if ns == noTime {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Get returns k's entry, open or closing. It does not wait and does not
+// count as a lookup.
+func (t *Table) Get(k Key) (Entry, bool) {
+	k = KeyOf(k.Peer, k.Local)
+	p := pack(k.Peer, k.Local)
+	h := t.seed.hash(&p)
+	s := t.shardOf(h)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ref := s.find(&p, uint32(h)); ref != 0 {
+		return s.entry(ref, k), true
+	}
+	return Entry{}, false
+}
+
+// Lookup returns k's entry. With wait 0 it answers at once; otherwise it
+// waits up to wait for the key to be inserted, woken by that insert alone.
+// A key still absent yields ErrNotFound (with ErrClosed when the table is
+// closed); ctx ending first yields ctx.Err(). Each call is counted in
+// Stats as answered, not found, timed out or canceled.
+func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, error) {
+	k = KeyOf(k.Peer, k.Local)
+	p := pack(k.Peer, k.Local)
+	h := t.seed.hash(&p)
+	h32 := uint32(h)
+	s := t.shardOf(h)
+	s.mu.RLock()
+	ref := s.find(&p, h32)
+	var e Entry
+	if ref != 0 {
+		e = s.entry(ref, k)
+	}
+	s.mu.RUnlock()
+	if ref != 0 {
+		s.look.ok.Add(1)
+		return e, nil
+	}
+	if wait <= 0 {
+		s.look.notFound.Add(1)
+		return Entry{}, ErrNotFound
+	}
+	if err := ctx.Err(); err != nil {
+		s.look.canceled.Add(1)
+		return Entry{}, err
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	w := &waiter{}
+	for {
+		s.mu.Lock()
+		if ref := s.find(&p, h32); ref != 0 {
+			e := s.entry(ref, k)
+			s.mu.Unlock()
+			s.look.ok.Add(1)
+			return e, nil
+		}
+		if t.closed.Load() {
+			s.mu.Unlock()
+			s.look.notFound.Add(1)
+			return Entry{}, errClosedNotFound
+		}
+		w.ch = make(chan struct{})
+		s.addWaiter(k, w)
+		s.mu.Unlock()
+
+		select {
+		case <-w.ch:
+			continue
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		s.removeWaiter(k, w)
+		ref := s.find(&p, h32)
+		if ref != 0 {
+			e = s.entry(ref, k)
+		}
+		s.mu.Unlock()
+		switch {
+		case ref != 0:
+			s.look.ok.Add(1)
+			return e, nil
+		case ctx.Err() != nil:
+			s.look.canceled.Add(1)
+			return Entry{}, ctx.Err()
+		}
+		s.look.timedOut.Add(1)
+		return Entry{}, ErrNotFound
+	}
+}
+
+// Expire removes the closing entries whose linger ended by now, and, with
+// an IdleTimeout, the open entries idle since before now-IdleTimeout. It
+// returns how many it removed. The owner calls it on a ticker with
+// time.Now(), or with the capture's time when replaying. Idle expiry visits
+// every open entry.
+func (t *Table) Expire(now time.Time) int {
+	cut := nanos(now) - t.linger
+	idleCut := nanos(now) - t.idle
+	removed := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for ref := s.closing.head; ref != 0; {
+			v := s.val(ref)
+			if v.stamp > cut {
+				break
+			}
+			next := v.next
+			t.drop(s, ref, t.hashOf(s, ref))
+			s.c.expired++
+			removed++
+			ref = next
+		}
+		if t.idle > 0 {
+			for ref := s.open.head; ref != 0; {
+				v := s.val(ref)
+				next := v.next
+				if v.stamp <= idleCut {
+					t.drop(s, ref, t.hashOf(s, ref))
+					s.c.idleExpired++
+					removed++
+				}
+				ref = next
+			}
+		}
+		s.mu.Unlock()
+	}
+	return removed
+}
+
+// Range calls fn for every entry, in no particular order, until fn returns
+// false. It copies one shard's entries at a time and calls fn with no lock
+// held, so fn may use the table; entries changed meanwhile may be seen
+// either way.
+func (t *Table) Range(fn func(Entry) bool) {
+	var buf []Entry
+	for i := range t.shards {
+		s := &t.shards[i]
+		buf = buf[:0]
+		s.mu.RLock()
+		for _, l := range [2]*list{&s.open, &s.closing} {
+			for ref := l.head; ref != 0; ref = s.val(ref).next {
+				p := s.keyOf(ref)
+				buf = append(buf, s.entry(ref, p.unpack()))
+			}
+		}
+		s.mu.RUnlock()
+		for _, e := range buf {
+			if !fn(e) {
+				return
+			}
+		}
+	}
+}
+
+// Len returns how many entries the table holds.
+func (t *Table) Len() int { return int(t.n.Load()) }
+
+// Stats are the table's counters, as Table.Stats copies them.
+type Stats struct {
+	Capacity uint64 // the configured capacity
+
+	Entries     uint64 // entries held, open or closing
+	EntriesIPv4 uint64 // entries whose client is IPv4
+	EntriesIPv6 uint64 // entries whose client is IPv6
+	Closing     uint64 // entries closing, answered until their linger ends
+
+	// ConnsWithTOA counts connections whose TOA created an entry (the
+	// analogue of syn_recv_sock_toa).
+	ConnsWithTOA uint64
+	// ConnsWithoutTOA counts connections from trusted peers that ended
+	// (FIN or RST) while the table held no entry for them: the analogue of
+	// syn_recv_sock_no_toa, counted at the close because a TOA may come
+	// after the SYN. It also counts connections whose entry had been
+	// evicted or had expired. Repeated FIN and RST segments of a connection
+	// count once (each shard remembers the last 256 keys it counted).
+	ConnsWithoutTOA uint64
+	// SYNsWithoutTOA counts SYN segments from trusted peers that carried no
+	// TOA, retransmissions included. Proxies that send the TOA with the
+	// handshake's ACK (DPVS 1.9.6 and later) make every connection count
+	// here; it is the early sign of a proxy sending no TOA at all.
+	SYNsWithoutTOA uint64
+
+	LookupsOK       uint64 // lookups answered
+	LookupsNotFound uint64 // lookups without waiting for a key not held (or on a closed table)
+	LookupsTimedOut uint64 // lookups whose wait ended without the key
+	LookupsCanceled uint64 // lookups whose context ended first
+
+	// Conflicts counts TOAs that differed from their connection's first
+	// one and were ignored.
+	Conflicts uint64
+	// MultipleTOA counts segments from trusted peers carrying more than one
+	// TOA (the first is believed; another may be forged).
+	MultipleTOA uint64
+	// Untrusted counts segments carrying a TOA from peers outside the
+	// trusted ranges; none was stored.
+	Untrusted uint64
+	// Reused counts entries replaced or removed because a SYN started a new
+	// connection on their key.
+	Reused uint64
+
+	Evictions     uint64 // entries evicted because the table or a shard was full
+	EvictionsOpen uint64 // those of Evictions that were still open
+	Expired       uint64 // closing entries removed after their linger
+	IdleExpired   uint64 // open entries removed by IdleTimeout
+
+	// AllTrusted is true when no trusted ranges were configured, so every
+	// peer's TOA is believed.
+	AllTrusted bool
+}
+
+// Stats returns a copy of the table's counters.
+func (t *Table) Stats() Stats {
+	st := Stats{
+		Capacity:   uint64(t.cap),
+		Untrusted:  t.untrusted.Load(),
+		AllTrusted: len(t.trusted) == 0,
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		st.Entries += uint64(s.n)
+		st.EntriesIPv6 += uint64(s.nClient6)
+		st.Closing += uint64(s.nClosing)
+		c := s.c
+		s.mu.RUnlock()
+		st.ConnsWithTOA += c.connsWithTOA
+		st.ConnsWithoutTOA += c.connsWithoutTOA
+		st.SYNsWithoutTOA += c.synsWithoutTOA
+		st.Conflicts += c.conflicts
+		st.MultipleTOA += c.multipleTOA
+		st.Reused += c.reused
+		st.Evictions += c.evictions
+		st.EvictionsOpen += c.evictionsOpen
+		st.Expired += c.expired
+		st.IdleExpired += c.idleExpired
+		st.LookupsOK += s.look.ok.Load()
+		st.LookupsNotFound += s.look.notFound.Load()
+		st.LookupsTimedOut += s.look.timedOut.Load()
+		st.LookupsCanceled += s.look.canceled.Load()
+	}
+	st.EntriesIPv4 = st.Entries - st.EntriesIPv6
+	return st
+}
+
+// Close ends every subscription and releases every waiting lookup, which
+// returns ErrNotFound and ErrClosed. The table still answers Get, Lookup
+// without waiting and Observe afterwards. Close is idempotent.
+func (t *Table) Close() {
+	if !t.closed.CompareAndSwap(false, true) {
+		return
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, ws := range s.waiters {
+			for _, w := range ws {
+				close(w.ch)
+			}
+		}
+		s.waiters = nil
+		s.mu.Unlock()
+	}
+	t.subsMu.Lock()
+	subs := t.subs.Swap(nil)
+	t.subsMu.Unlock()
+	if subs != nil {
+		for _, sub := range *subs {
+			sub.end()
+		}
+	}
+}

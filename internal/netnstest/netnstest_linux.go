@@ -1,0 +1,137 @@
+package netnstest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var seq atomic.Uint64
+
+// NS is a network namespace made for one test.
+type NS struct {
+	// Name is the namespace's name, as `ip netns` lists it.
+	Name string
+	// Path is the namespace file, /run/netns/<Name>.
+	Path string
+}
+
+// New creates a namespace named "toadtest-<prefix>-<pid>-<n>" with its
+// loopback up, and deletes it when the test ends.
+func New(t testing.TB, prefix string) *NS {
+	t.Helper()
+	name := fmt.Sprintf("toadtest-%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
+	}
+	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
+		}
+	})
+	ns.IP(t, "link set lo up")
+	// Without duplicate address detection, IPv6 addresses, link-local ones
+	// included, work the moment a link is up; with it, a router resolves
+	// no neighbor for a second or two.
+	err := ns.Do(func() error {
+		for _, key := range []string{"all", "default"} {
+			err := os.WriteFile("/proc/sys/net/ipv6/conf/"+key+"/accept_dad", []byte("0"), 0o644)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) { // IPv6 may be off
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("turn off IPv6 DAD in %s: %v", name, err)
+	}
+	return ns
+}
+
+// IP runs ip(8) inside the namespace, one command per argument, each
+// written as on the command line without the leading "ip" (for example
+// "addr add 192.0.2.1/24 dev eth0"). It fails t on the first error.
+func (ns *NS) IP(t testing.TB, cmds ...string) {
+	t.Helper()
+	if len(cmds) == 0 {
+		return
+	}
+	cmd := exec.Command("ip", "-n", ns.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s: %v: %s\ncommands:\n%s", ns.Name, err, bytes.TrimSpace(out), strings.Join(cmds, "\n"))
+	}
+}
+
+// Veth joins namespaces a and b with a veth pair whose ends are named aName
+// in a and bName in b, and brings both ends up. Interface names are at most
+// 15 bytes; they need only be unique within their namespace.
+func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
+	t.Helper()
+	a.IP(t,
+		fmt.Sprintf("link add %s type veth peer name %s netns %s", aName, bName, b.Name),
+		fmt.Sprintf("link set %s up", aName))
+	b.IP(t, fmt.Sprintf("link set %s up", bName))
+}
+
+// Sysctl sets a network sysctl inside the namespace, for example
+// Sysctl(t, "net.ipv4.ip_forward", "1").
+func (ns *NS) Sysctl(t testing.TB, key, value string) {
+	t.Helper()
+	if !strings.HasPrefix(key, "net.") {
+		t.Fatalf("sysctl %s: only net.* keys are per namespace", key)
+	}
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	err := ns.Do(func() error { return os.WriteFile(path, []byte(value), 0o644) })
+	if err != nil {
+		t.Fatalf("sysctl %s=%s in %s: %v", key, value, ns.Name, err)
+	}
+}
+
+// Do runs fn on an OS thread that has joined the namespace, and returns
+// fn's error. The calling goroutine is not moved. The thread goes back to
+// its own namespace afterwards, or is discarded when it cannot.
+func (ns *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is unlocked only once it is back in its own namespace;
+		// a thread that stays locked ends with the goroutine.
+		runtime.LockOSThread()
+		errc <- ns.do(fn)
+	}()
+	return <-errc
+}
+
+func (ns *NS) do(fn func() error) error {
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open own namespace: %w", err)
+	}
+	defer unix.Close(self)
+	target, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", ns.Name, err)
+	}
+	err = unix.Setns(target, unix.CLONE_NEWNET)
+	unix.Close(target)
+	if err != nil {
+		return fmt.Errorf("enter namespace %s: %w", ns.Name, err)
+	}
+	defer func() {
+		if unix.Setns(self, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return fn()
+}
