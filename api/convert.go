@@ -89,17 +89,24 @@ func connectionState(s correlate.State) toadv1.ConnectionState {
 
 // dialectNames holds the text of the built-in dialects, so that answering
 // does not format them again and again.
-var dialectNames = func() map[toa.Dialect]string {
-	m := make(map[toa.Dialect]string, len(toa.Builtin))
-	for _, in := range toa.Builtin {
-		m[in.Dialect] = in.Dialect.String()
+var dialectNames = func() []dialectName {
+	names := make([]dialectName, len(toa.Builtin))
+	for i, in := range toa.Builtin {
+		names[i] = dialectName{in.Dialect, in.Dialect.String()}
 	}
-	return m
+	return names
 }()
 
+type dialectName struct {
+	d    toa.Dialect
+	text string
+}
+
 func dialectText(d toa.Dialect) string {
-	if s, ok := dialectNames[d]; ok {
-		return s
+	for i := range dialectNames {
+		if dialectNames[i].d == d {
+			return dialectNames[i].text
+		}
 	}
 	return d.String()
 }

@@ -139,9 +139,15 @@ func record(tb testing.TB, c conn, flags decode.Flags) decode.Record {
 	return r
 }
 
-// ctx returns a context that ends with the test, or after a generous
-// deadline so that a hang fails instead of stalling the run.
+// ctx returns a context that ends with the test, or, for a test rather
+// than a benchmark, after a generous deadline so that a hang fails instead
+// of stalling the run.
 func ctx(tb testing.TB) context.Context {
+	if _, ok := tb.(*testing.B); ok {
+		c, cancel := context.WithCancel(context.Background())
+		tb.Cleanup(cancel)
+		return c
+	}
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	tb.Cleanup(cancel)
 	return c
@@ -159,4 +165,3 @@ func recvWithin[T any](tb testing.TB, ch <-chan T, what string) T {
 	var zero T
 	return zero
 }
-

@@ -116,7 +116,7 @@ func (s *service) BatchLookup(ctx context.Context, req *toadv1.BatchLookupReques
 		}
 		results[i].Found = true
 		results[i].Connection = &conns[i]
-		fillConnection(&conns[i], &times[i], peer, local, &e)
+		fillConnection(&conns[i], &times[i], "", "", &e) // the caller has the keys
 	}
 	return resp, nil
 }

@@ -2,7 +2,7 @@ package correlate
 
 // ShardIndex returns the index of the shard holding k.
 func (t *Table) ShardIndex(k Key) int {
-	k = KeyOf(k.Peer, k.Local)
-	p := pack(k.Peer, k.Local)
+	var p pkey
+	p.setKey(&k)
 	return int(t.seed.hash(&p) >> t.shift)
 }

@@ -26,28 +26,32 @@ type pkey struct {
 	k6  key6
 }
 
-// pack packs the key of a connection from peer to local. It canonicalises
-// as KeyOf does: IPv4-mapped addresses are unmapped and zones ignored.
-func pack(peer, local netip.AddrPort) (p pkey) {
-	pa, la := peer.Addr().Unmap(), local.Addr().Unmap()
-	if pa.Is4() && la.Is4() {
-		p.k4 = key4{
-			peer:  binary.BigEndian.Uint32(as4(pa)),
-			local: binary.BigEndian.Uint32(as4(la)),
-			pport: peer.Port(),
-			lport: local.Port(),
+// set packs the key of a connection from peer to local into p. It
+// canonicalises as KeyOf does: IPv4-mapped addresses are unmapped and zones
+// ignored.
+func (p *pkey) set(peer, local netip.AddrPort) {
+	pa, la := peer.Addr(), local.Addr()
+	if !pa.Is4() || !la.Is4() {
+		pa, la = pa.Unmap(), la.Unmap()
+		if !pa.Is4() || !la.Is4() {
+			p.is6 = true
+			p.k6 = key6{peer: pa.As16(), local: la.As16(), pport: peer.Port(), lport: local.Port()}
+			return
 		}
-		return p
 	}
-	p.is6 = true
-	p.k6 = key6{peer: pa.As16(), local: la.As16(), pport: peer.Port(), lport: local.Port()}
-	return p
+	p.is6 = false
+	p.k4 = key4{peer: be32(pa.As4()), local: be32(la.As4()), pport: peer.Port(), lport: local.Port()}
 }
 
-func as4(a netip.Addr) []byte {
-	b := a.As4()
-	return b[:]
+// setKey packs *k into p, first making it canonical (see KeyOf).
+func (p *pkey) setKey(k *Key) {
+	if !k.Peer.Addr().Is4() || !k.Local.Addr().Is4() {
+		*k = KeyOf(k.Peer, k.Local)
+	}
+	p.set(k.Peer, k.Local)
 }
+
+func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
 
 // unpack returns the canonical Key p was packed from.
 func (p *pkey) unpack() Key {

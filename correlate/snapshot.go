@@ -260,7 +260,8 @@ func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error)
 		if !t.trusts(k.Peer.Addr()) {
 			continue
 		}
-		p := pack(k.Peer, k.Local)
+		var p pkey
+		p.set(k.Peer, k.Local)
 		h := t.seed.hash(&p)
 		s := t.shardOf(h)
 		s.mu.Lock()

@@ -179,7 +179,8 @@ func (t *Table) Observe(r *decode.Record) {
 		}
 		return
 	}
-	p := pack(r.Peer, r.Local)
+	var p pkey
+	p.set(r.Peer, r.Local)
 	h := t.seed.hash(&p)
 	h32 := uint32(h)
 	now := nanos(r.Time)
@@ -326,49 +327,61 @@ func (t *Table) insert(s *shard, p *pkey, h uint32, v *val, f uint8) uint32 {
 	return ref
 }
 
-// reserve accounts for one more entry in s, evicting one if s or the table
-// is full: a closing entry if there is one, preferably in s, else the
-// oldest of s.
+// reserve makes room for one more entry in s, evicting one if s or the
+// table is full: a closing entry if there is one, preferably in s, else the
+// oldest of s. An evicted entry's place in the count passes to the new one,
+// so a full table inserts without touching the shared count. Writers racing
+// for the last places may take the table over capacity by one each; the
+// next inserts evict the excess.
 func (t *Table) reserve(s *shard) {
 	if s.n >= s.hard {
-		t.evict(s)
-	}
-	if t.n.Add(1) <= t.cap {
+		t.evict(s, true)
 		return
+	}
+	n := t.n.Load()
+	if n < t.cap {
+		t.n.Add(1)
+		return
+	}
+	if s.n == 0 {
+		// Every entry is in other shards: this one goes over capacity,
+		// by at most one entry per empty shard.
+		t.n.Add(1)
+		return
+	}
+	if n > t.cap && s.n > 1 {
+		t.evict(s, false)
 	}
 	if s.nClosing == 0 && t.nClosing.Load() > 0 && t.evictElsewhere(s) {
 		return
 	}
-	if s.n > 0 {
-		t.evict(s)
-	}
-	// Otherwise s is empty and every entry is in other shards: this one
-	// goes over capacity, by at most one entry per such shard.
+	t.evict(s, true)
 }
 
-// evict removes s's first closing entry, or else its oldest.
-func (t *Table) evict(s *shard) {
+// evict removes s's first closing entry, or else its oldest; with reuse,
+// its place in the table's count goes to an entry about to be inserted.
+func (t *Table) evict(s *shard, reuse bool) {
 	ref := s.closing.head
 	if ref == 0 {
 		ref = s.open.head
 		s.c.evictionsOpen++
 	}
 	s.c.evictions++
-	t.drop(s, ref, t.hashOf(s, ref))
+	t.remove(s, ref, t.hashOf(s, ref), reuse)
 }
 
 // evictElsewhere evicts a closing entry from a shard other than s whose
-// lock is free at once. s is locked; only TryLock is used, so shards never
-// wait for each other.
+// lock is free at once, for an entry about to be inserted in s. s is
+// locked; only TryLock is used, so shards never wait for each other.
 func (t *Table) evictElsewhere(s *shard) bool {
-	start := int(uint(t.n.Load())) % len(t.shards)
+	start := int(t.nClosing.Load()) % len(t.shards)
 	for i := range t.shards {
 		o := &t.shards[(start+i)%len(t.shards)]
 		if o == s || !o.mu.TryLock() {
 			continue
 		}
 		if o.nClosing > 0 {
-			t.evict(o)
+			t.evict(o, true)
 			o.mu.Unlock()
 			return true
 		}
@@ -377,13 +390,20 @@ func (t *Table) evictElsewhere(s *shard) bool {
 	return false
 }
 
+// hashOf returns the hash of ref's key.
 func (t *Table) hashOf(s *shard, ref uint32) uint32 {
-	p := s.keyOf(ref)
-	return uint32(t.seed.hash(&p))
+	if ref&ref6 != 0 {
+		return uint32(t.seed.hash6(&s.a6.at(ref&refSlot - 1).k))
+	}
+	return uint32(t.seed.hash4(&s.a4.at(ref&refSlot - 1).k))
 }
 
 // drop removes ref's entry, whose key hashes to h, from s.
-func (t *Table) drop(s *shard, ref, h uint32) {
+func (t *Table) drop(s *shard, ref, h uint32) { t.remove(s, ref, h, false) }
+
+// remove removes ref's entry, whose key hashes to h, from s; with reuse,
+// the table's count is left for an entry about to be inserted.
+func (t *Table) remove(s *shard, ref, h uint32, reuse bool) {
 	_, f := s.hdr(ref)
 	if *f&fClosing != 0 {
 		s.unlink(&s.closing, ref)
@@ -402,7 +422,9 @@ func (t *Table) drop(s *shard, ref, h uint32) {
 		s.a4.release(ref&refSlot - 1)
 	}
 	s.n--
-	t.n.Add(-1)
+	if !reuse {
+		t.n.Add(-1)
+	}
 }
 
 // publishClose tells subscribers that ref's open entry ended at now
@@ -418,31 +440,32 @@ func (t *Table) publishClose(s *shard, ref uint32, now int64, p *pkey) {
 }
 
 // entry returns ref's entry, whose key is k.
-func (s *shard) entry(ref uint32, k Key) Entry {
+func (s *shard) entry(ref uint32, k Key) (e Entry) {
+	s.fill(&e, ref, &k)
+	return e
+}
+
+// fill sets *e, zero, to ref's entry, whose key is *k.
+func (s *shard) fill(e *Entry, ref uint32, k *Key) {
 	v, f := s.hdr(ref)
-	e := Entry{
-		Key: k,
-		Client: toa.Client{
-			Dialect: toa.Dialect{Kind: v.dkind, Len: v.dlen},
-			Port:    v.cport,
-			HasPort: *f&fHasPort != 0,
-		},
-		FirstSeen:      timeOf(v.first),
-		State:          StateOpen,
-		SynSeq:         v.syn,
-		HasSynSeq:      *f&fHasSyn != 0,
-		SynSeqInferred: *f&fSynInferred != 0,
-	}
+	e.Key = *k
+	e.Client.Dialect = toa.Dialect{Kind: v.dkind, Len: v.dlen}
+	e.Client.Port = v.cport
+	e.Client.HasPort = *f&fHasPort != 0
 	if *f&fClient6 != 0 {
 		e.Client.Addr = netip.AddrFrom16(v.client)
 	} else {
 		e.Client.Addr = netip.AddrFrom4([4]byte(v.client[:4]))
 	}
+	e.FirstSeen = timeOf(v.first)
+	e.State = StateOpen
 	if *f&fClosing != 0 {
 		e.State = StateClosing
 		e.ClosedAt = timeOf(v.stamp)
 	}
-	return e
+	e.SynSeq = v.syn
+	e.HasSynSeq = *f&fHasSyn != 0
+	e.SynSeqInferred = *f&fSynInferred != 0
 }
 
 // noTime stands for the zero time.Time, whose Unix nanoseconds are out of
@@ -465,17 +488,18 @@ func timeOf(ns int64) time.Time {
 
 // Get returns k's entry, open or closing. It does not wait and does not
 // count as a lookup.
-func (t *Table) Get(k Key) (Entry, bool) {
-	k = KeyOf(k.Peer, k.Local)
-	p := pack(k.Peer, k.Local)
+func (t *Table) Get(k Key) (e Entry, ok bool) {
+	var p pkey
+	p.setKey(&k)
 	h := t.seed.hash(&p)
 	s := t.shardOf(h)
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if ref := s.find(&p, uint32(h)); ref != 0 {
-		return s.entry(ref, k), true
+		s.fill(&e, ref, &k)
+		ok = true
 	}
-	return Entry{}, false
+	s.mu.RUnlock()
+	return e, ok
 }
 
 // Lookup returns k's entry. With wait 0 it answers at once; otherwise it
@@ -484,8 +508,8 @@ func (t *Table) Get(k Key) (Entry, bool) {
 // closed); ctx ending first yields ctx.Err(). Each call is counted in
 // Stats as answered, not found, timed out or canceled.
 func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, error) {
-	k = KeyOf(k.Peer, k.Local)
-	p := pack(k.Peer, k.Local)
+	var p pkey
+	p.setKey(&k)
 	h := t.seed.hash(&p)
 	h32 := uint32(h)
 	s := t.shardOf(h)

@@ -425,3 +425,39 @@ func TestParsePlacement(t *testing.T) {
 		t.Error("ParsePlacement(fin): got no error")
 	}
 }
+
+// BenchmarkHandle measures the rewrite of one established connection's
+// packets, a 1000-byte data segment that gets a TOA and the origin's
+// 1000-byte reply, without the device's system calls.
+func BenchmarkHandle(b *testing.B) {
+	for _, bc := range []struct {
+		name        string
+		client, vip netip.AddrPort
+		origin      netip.AddrPort
+		toa4, toa6  toa.Dialect
+		placement   Placement
+	}{
+		{"v4", client4, vip4, origin4, toa.Kind254V4, toa.Kind254V6, DPVS},
+		{"fnat64", client6, vip6, origin4, toa.Kind254V4, toa.Kind254V6, DPVS},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newForwarder(testConfig(b, bc.origin, func(c *Config) {
+				c.TOA4, c.TOA6, c.Placement = Option{Dialect: bc.toa4}, Option{Dialect: bc.toa6}, bc.placement
+			}), nil, "bench")
+			out := make([]byte, 70000)
+			now := time.Unix(1, 0)
+			syn := (&craft.Segment{Src: bc.client, Dst: bc.vip, Flags: decode.SYN, Options: linuxSYNOptions(1440)}).IP()
+			proxy := decodeIP(b, f.handle(syn, out, now)).Peer
+			f.handle((&craft.Segment{Src: bc.origin, Dst: proxy, Flags: decode.SYN | decode.ACK, Options: linuxSYNOptions(1460)}).IP(), out, now)
+			f.handle((&craft.Segment{Src: bc.client, Dst: bc.vip, Flags: decode.ACK, Options: linuxOptions()}).IP(), out, now)
+			data := (&craft.Segment{Src: bc.client, Dst: bc.vip, Flags: decode.ACK | decode.PSH, Options: linuxOptions(), Payload: make([]byte, 1000)}).IP()
+			reply := (&craft.Segment{Src: bc.origin, Dst: proxy, Flags: decode.ACK, Options: linuxOptions(), Payload: make([]byte, 1000)}).IP()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data) + len(reply)))
+			for b.Loop() {
+				f.handle(data, out, now)
+				f.handle(reply, out, now)
+			}
+		})
+	}
+}

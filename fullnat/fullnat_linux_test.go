@@ -534,6 +534,7 @@ func checkPlacement(t *testing.T, recs []frame, byPort map[uint16]accepted, prox
 	type state struct {
 		nonSYN, originData bool
 		segs               int
+		haveEnd            bool
 		end                uint32 // the highest sequence number the client's data reached
 	}
 	states := make(map[uint16]*state)
@@ -563,9 +564,9 @@ func checkPlacement(t *testing.T, recs []frame, byPort map[uint16]accepted, prox
 		// A retransmission of early data may cross the origin's first data
 		// on the wire: the proxy, which saw it first, rightly gave it a TOA
 		// that the origin sees after its own data.
-		retransmit := data && st.nonSYN && int32(end-st.end) <= 0
-		if data && (int32(end-st.end) > 0 || !st.nonSYN) {
-			st.end = end
+		retransmit := data && st.haveEnd && int32(end-st.end) <= 0
+		if data && !retransmit {
+			st.haveEnd, st.end = true, end
 		}
 		var what string
 		var want bool

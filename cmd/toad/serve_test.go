@@ -49,6 +49,13 @@ func logLines() (io.Writer, <-chan map[string]string) {
 // address it listens on; it stops when the test ends.
 func serving(t *testing.T, args ...string) (tcp string, stop func() error) {
 	t.Helper()
+	return servingIn(t, func(fn func() error) error { return fn() }, args...)
+}
+
+// servingIn is serving with runServe run by in, which may move it into a
+// network namespace.
+func servingIn(t *testing.T, in func(func() error) error, args ...string) (tcp string, stop func() error) {
+	t.Helper()
 	cfg, err := parseServe(args, io.Discard)
 	if err != nil {
 		t.Fatalf("parse %q: %v", args, err)
@@ -56,7 +63,9 @@ func serving(t *testing.T, args ...string) (tcp string, stop func() error) {
 	w, logs := logLines()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(w, nil))) }()
+	go func() {
+		done <- in(func() error { return runServe(ctx, cfg, slog.New(slog.NewTextHandler(w, nil))) })
+	}()
 	deadline := time.After(30 * time.Second)
 	for ready := false; !ready; {
 		select {

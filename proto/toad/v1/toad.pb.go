@@ -139,11 +139,10 @@ func (EventType) EnumDescriptor() ([]byte, []int) {
 type Connection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// peer is the connection's remote address as the server's socket reports
-	// it: the proxy. In Lookup and BatchLookup answers it is the text of the
-	// request.
+	// it: the proxy. A Lookup answer repeats the request's text; BatchLookup
+	// results leave it empty (they follow the order of the keys).
 	Peer string `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
-	// local is the server's own address of the connection. In Lookup and
-	// BatchLookup answers it is the text of the request.
+	// local is the server's own address of the connection, given as peer is.
 	Local string `protobuf:"bytes,2,opt,name=local,proto3" json:"local,omitempty"`
 	// client is the real client, "203.0.113.7:51234" or
 	// "[2001:db8::7]:51234", or the address alone ("203.0.113.7") when the

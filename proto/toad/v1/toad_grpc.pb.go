@@ -52,7 +52,8 @@ type LookupServiceClient interface {
 	// Watch streams connection events as they happen: new connections with
 	// their client, and connections that closed. A reader too slow to keep up
 	// loses events and is told how many with an EVENT_TYPE_MISSED response.
-	// Errors: RESOURCE_EXHAUSTED when the server already has its maximum of
+	// The response headers come once the watch is registered: every event
+	// after them is streamed. Errors: RESOURCE_EXHAUSTED when the server already has its maximum of
 	// watchers; UNAVAILABLE when the server shuts down.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// GetStats returns the server's counters.
@@ -143,7 +144,8 @@ type LookupServiceServer interface {
 	// Watch streams connection events as they happen: new connections with
 	// their client, and connections that closed. A reader too slow to keep up
 	// loses events and is told how many with an EVENT_TYPE_MISSED response.
-	// Errors: RESOURCE_EXHAUSTED when the server already has its maximum of
+	// The response headers come once the watch is registered: every event
+	// after them is streamed. Errors: RESOURCE_EXHAUSTED when the server already has its maximum of
 	// watchers; UNAVAILABLE when the server shuts down.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// GetStats returns the server's counters.
