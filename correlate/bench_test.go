@@ -75,31 +75,40 @@ func BenchmarkGet(b *testing.B) {
 // table of a million; a segment repeating a known connection's TOA; a data
 // segment without one.
 func BenchmarkPut(b *testing.B) {
-	for _, c := range []struct {
-		name  string
-		conns int
-	}{{"new/hot", 4096}, {"new/1M", benchConns}} {
-		b.Run(c.name, func(b *testing.B) {
-			tab := filled(b, c.conns, c.conns)
-			// Connections c.conns to 2*c.conns-1, then 0 to c.conns-1 again,
-			// and so on: each has been evicted when it comes round again.
-			recs := make([]decode.Record, 2*c.conns)
-			for n := range recs {
-				recs[n] = synN((n+c.conns)%len(recs), t0)
+	b.Run("new/hot", func(b *testing.B) {
+		const conns = 4096
+		tab := filled(b, conns, conns)
+		// Connections 4096 to 8191, then 0 to 4095 again, and so on: each
+		// has been evicted when it comes round again.
+		recs := make([]decode.Record, 2*conns)
+		for n := range recs {
+			recs[n] = synN((n+conns)%len(recs), t0)
+		}
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			tab.Observe(&recs[n])
+			if n++; n == len(recs) {
+				n = 0
 			}
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				tab.Observe(&recs[n])
-				if n++; n == len(recs) {
-					n = 0
-				}
-			}
-			if st := tab.Stats(); st.Entries != uint64(c.conns) {
-				b.Fatalf("Entries = %d, want %d", st.Entries, c.conns)
-			}
-		})
-	}
+		}
+		if st := tab.Stats(); st.Entries != conns {
+			b.Fatalf("Entries = %d, want %d", st.Entries, conns)
+		}
+	})
+	b.Run("new/1M", func(b *testing.B) {
+		tab := filled(b, benchConns, benchConns)
+		b.ReportAllocs()
+		n := benchConns
+		for b.Loop() {
+			r := synN(n&0xffffff, t0)
+			tab.Observe(&r)
+			n++
+		}
+		if st := tab.Stats(); st.Entries != benchConns {
+			b.Fatalf("Entries = %d, want %d", st.Entries, benchConns)
+		}
+	})
 	tab := filled(b, 4096, 4096)
 	k := keyN(4095)
 	b.Run("repeat", func(b *testing.B) {

@@ -226,10 +226,11 @@ func recordLen(wf uint8) int {
 // refused with an error wrapping ErrBadSnapshot, and nothing is loaded.
 //
 // Entries already expired at now are skipped (closing ones whose linger
-// ended, idle ones with an IdleTimeout), as are those from peers the table
-// does not trust and those whose key the table already holds. Open entries
-// are added oldest first, so that eviction order survives; loading more
-// than the capacity evicts as Observe would.
+// ended, idle ones with an IdleTimeout; a zero now skips none), as are
+// those from peers the table does not trust and those whose key the table
+// already holds. Closing entries are added first, then open ones oldest
+// first, so that eviction order survives; loading more than the capacity
+// evicts as Observe would. Loading publishes no events.
 func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error) {
 	recs, err := readSnapshot(r)
 	if err != nil {
@@ -253,7 +254,8 @@ func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error)
 	cut, idleCut := nanos(now)-t.linger, nanos(now)-t.idle
 	for j := range recs {
 		rec := &recs[j]
-		if rec.f&fClosing != 0 && rec.v.stamp <= cut || rec.f&fClosing == 0 && t.idle > 0 && rec.v.stamp <= idleCut {
+		if !now.IsZero() && (rec.f&fClosing != 0 && rec.v.stamp <= cut ||
+			rec.f&fClosing == 0 && t.idle > 0 && rec.v.stamp <= idleCut) {
 			continue
 		}
 		k := rec.k.unpack()

@@ -581,11 +581,13 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 // Expire removes the closing entries whose linger ended by now, and, with
 // an IdleTimeout, the open entries idle since before now-IdleTimeout. It
 // returns how many it removed. The owner calls it on a ticker with
-// time.Now(), or with the capture's time when replaying. Idle expiry visits
-// every open entry.
+// time.Now(), or with the capture's time when replaying; a zero now expires
+// nothing. Idle expiry visits every open entry.
 func (t *Table) Expire(now time.Time) int {
-	cut := nanos(now) - t.linger
-	idleCut := nanos(now) - t.idle
+	if now.IsZero() {
+		return 0
+	}
+	cut, idleCut := now.UnixNano()-t.linger, now.UnixNano()-t.idle
 	removed := 0
 	for i := range t.shards {
 		s := &t.shards[i]

@@ -58,6 +58,12 @@ type subject interface {
 	close()
 }
 
+// subjects are the tables compared, toad's first.
+var subjects = []struct {
+	name string
+	mk   func(keys int) (subject, error)
+}{{"toad", newToad}, {"ristretto", newRistretto}}
+
 // Run measures toad's table and then ristretto with cfg.
 func Run(cfg Config) ([]Result, error) {
 	if cfg.Keys == 0 {
@@ -70,10 +76,7 @@ func Run(cfg Config) ([]Result, error) {
 		return nil, fmt.Errorf("invalid tablecmp.Config %+v: want 1 to 16M keys and at least one writer", cfg)
 	}
 	var out []Result
-	for _, s := range []struct {
-		name string
-		mk   func(keys int) (subject, error)
-	}{{"toad correlate.Table", newToad}, {"ristretto v2", newRistretto}} {
+	for _, s := range subjects {
 		r, err := measure(s.name, s.mk, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
