@@ -22,9 +22,10 @@ vet:
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
 
+# test also runs the correlate flood test without the race detector, under
+# which its 10M connections would take minutes (it skips itself there).
 test: vet
 	$(GO) test -race -shuffle=on -count=1 $(PKGS)
-	# 10M connections take minutes under the race detector, which skips it.
 	$(GO) test -count=1 -run '^TestFlood$$' ./correlate
 
 # fuzz runs every fuzz target briefly; go test takes one target at a time.

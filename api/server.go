@@ -31,6 +31,12 @@ const (
 	DefaultMaxSendMsgSize       = 4 << 20
 )
 
+// Bounds of the health-only server of ServeHealth.
+const (
+	healthMaxMsgSize = 4 << 10
+	healthMaxStreams = 16
+)
+
 // Config bounds a Server. Zero fields take the defaults above.
 type Config struct {
 	// MaxWait caps the wait a Lookup may ask for.
@@ -103,10 +109,11 @@ const ServiceName = "toad.v1.LookupService"
 
 // Server serves the lookup service, health and reflection over gRPC.
 type Server struct {
-	cfg    Config
-	grpc   *grpc.Server
-	health *health.Server
-	svc    *service
+	cfg        Config
+	grpc       *grpc.Server
+	healthOnly *grpc.Server // grpc.health.v1 alone, for ServeHealth
+	health     *health.Server
+	svc        *service
 
 	serving  atomic.Bool
 	mu       sync.Mutex // orders SetServing against shutdown
@@ -154,6 +161,15 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 	toadv1.RegisterLookupServiceServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	// Health checks are small and few; this server may face the network.
+	s.healthOnly = grpc.NewServer(
+		grpc.MaxRecvMsgSize(healthMaxMsgSize),
+		grpc.MaxSendMsgSize(healthMaxMsgSize),
+		grpc.MaxConcurrentStreams(healthMaxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+		grpc.ConnectionTimeout(5*time.Second),
+	)
+	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	return s, nil
@@ -165,6 +181,24 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 // stopped l.
 func (s *Server) Serve(l net.Listener) error {
 	err := s.grpc.Serve(l)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	return err
+}
+
+// ServeHealth serves grpc.health.v1, and nothing else, on l until Shutdown
+// or Close, which close l. It reports the same status as the health service
+// of Serve's listeners. It is meant for probes that dial from the network
+// (a kubelet dials the pod's IP), so that the lookups, which reveal client
+// addresses, need not be reachable there. It returns as Serve does.
+func (s *Server) ServeHealth(l net.Listener) error {
+	err := s.healthOnly.Serve(l)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
 	}
@@ -233,6 +267,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.grpc.Stop()
 		<-stopped
 	}
+	// Health answered NOT_SERVING until now; its calls are cut, not
+	// waited for: a health Watch would otherwise hold the stop.
+	s.healthOnly.Stop()
 	s.markDone()
 	return err
 }
@@ -243,6 +280,7 @@ func (s *Server) Close() error {
 	s.goDown()
 	s.stopOnce.Do(func() { close(s.stopping) })
 	s.grpc.Stop()
+	s.healthOnly.Stop()
 	s.markDone()
 	return nil
 }

@@ -6,9 +6,10 @@
 // fixed-size, pointer-free slots (64 bytes for an IPv4 connection), so its
 // memory is bounded by its capacity and the garbage collector never scans
 // it. It never drops an entry it accepted except by the documented rules:
-// a closing entry after its linger, an open one when the table is full
-// (closing entries go first, then the oldest; every eviction is counted) or
-// idle with an IdleTimeout, and one whose key a new connection takes.
+// a closing entry after its linger, an open one when the table (or, with
+// keys hashing very unevenly, its shard) is full (closing entries go first,
+// then the oldest; every eviction is counted) or idle with an IdleTimeout,
+// and one whose key a new connection takes.
 //
 // A Table is safe for concurrent use. It has no goroutines: segments carry
 // its clock and the owner calls Expire. Its zero value is not usable; call

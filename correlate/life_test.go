@@ -75,6 +75,28 @@ func TestEvictionClosingElsewhere(t *testing.T) {
 	}
 }
 
+// TestEvictionShardLimit: a shard holds at most an eighth more than its
+// share (plus 64), even when the table is not full.
+func TestEvictionShardLimit(t *testing.T) {
+	tab := newTable(t, correlate.Config{Capacity: 1000, Shards: 2})
+	const limit = 500 + 500/8 + 64
+	var in0 []int
+	for n := 0; len(in0) < limit+1; n++ {
+		if tab.ShardIndex(keyN(n)) == 0 {
+			in0 = append(in0, n)
+		}
+	}
+	for _, n := range in0 {
+		observe(tab, synN(n, t0))
+	}
+	if st := tab.Stats(); st.Entries != limit || st.Evictions != 1 {
+		t.Errorf("after %d connections in one shard: got Entries %d, Evictions %d; want %d, 1", limit+1, st.Entries, st.Evictions, limit)
+	}
+	if got := has(tab, in0[0], in0[1]); !equal(got, in0[1:2]) {
+		t.Errorf("held: got %v, want %v (the oldest evicted)", got, in0[1:2])
+	}
+}
+
 func equal(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

@@ -71,10 +71,10 @@ func (a *arena[K]) alloc() uint32 {
 	return i
 }
 
+// release frees slot i. Its content is left as it was: a free slot is only
+// read again once alloc's caller has set all of it.
 func (a *arena[K]) release(i uint32) {
-	s := a.at(i)
-	*s = slot[K]{}
-	s.v.next = a.free
+	a.at(i).v.next = a.free
 	a.free = i + 1
 }
 
@@ -111,13 +111,13 @@ const recentLen = 256
 // index is allocated once, sized for the shard's hard limit at a load
 // factor of at most 0.8, so it never grows.
 type shard struct {
-	mu      sync.RWMutex
-	idx     []uint64
-	a4      arena[key4]
-	a6      arena[key6]
-	open    list // open entries, oldest first
-	closing list // closing entries, in the order they began closing
-	n       int  // entries
+	mu       sync.RWMutex
+	idx      []uint64
+	a4       arena[key4]
+	a6       arena[key6]
+	open     list // open entries, oldest first
+	closing  list // closing entries, in the order they began closing
+	n        int  // entries
 	nClosing int
 	nClient6 int
 	hard     int // entries this shard never exceeds, whatever the table's fill
@@ -128,17 +128,16 @@ type shard struct {
 	_        [64]byte // keep the next shard's lock off this shard's last cache line
 }
 
-func newShard(hard int) shard {
+// init readies a zero shard to hold up to hard entries. Arena chunks are
+// of 1024 slots, or fewer for a small shard.
+func (s *shard) init(hard int) {
 	shift := uint(10)
 	for shift > 4 && 1<<(shift-1) >= hard {
 		shift--
 	}
-	return shard{
-		idx:  make([]uint64, hard+hard/4+1),
-		a4:   arena[key4]{shift: shift},
-		a6:   arena[key6]{shift: shift},
-		hard: hard,
-	}
+	s.idx = make([]uint64, hard+hard/4+1)
+	s.a4.shift, s.a6.shift = shift, shift
+	s.hard = hard
 }
 
 // home is the bucket where a hash's probe sequence starts.
@@ -309,10 +308,13 @@ func (s *shard) removeWaiter(k Key, w *waiter) {
 			break
 		}
 	}
-	if len(ws) == 0 {
-		delete(s.waiters, k)
-	} else {
+	if len(ws) > 0 {
 		s.waiters[k] = ws
+		return
+	}
+	delete(s.waiters, k)
+	if len(s.waiters) == 0 {
+		s.waiters = nil // a burst of waiters leaves no map behind
 	}
 }
 
@@ -326,6 +328,9 @@ func (s *shard) wake(k Key) {
 		close(w.ch)
 	}
 	delete(s.waiters, k)
+	if len(s.waiters) == 0 {
+		s.waiters = nil
+	}
 }
 
 // countClosedWithoutTOA records that a connection with no entry ended, and

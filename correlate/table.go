@@ -124,7 +124,7 @@ func New(cfg Config) (*Table, error) {
 	fair := (cfg.Capacity + cfg.Shards - 1) / cfg.Shards
 	hard := fair + fair/8 + 64
 	for i := range t.shards {
-		t.shards[i] = newShard(hard)
+		t.shards[i].init(hard)
 	}
 	return t, nil
 }
@@ -513,11 +513,11 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	h := t.seed.hash(&p)
 	h32 := uint32(h)
 	s := t.shardOf(h)
+	var e Entry
 	s.mu.RLock()
 	ref := s.find(&p, h32)
-	var e Entry
 	if ref != 0 {
-		e = s.entry(ref, k)
+		s.fill(&e, ref, &k)
 	}
 	s.mu.RUnlock()
 	if ref != 0 {
@@ -538,7 +538,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	for {
 		s.mu.Lock()
 		if ref := s.find(&p, h32); ref != 0 {
-			e := s.entry(ref, k)
+			s.fill(&e, ref, &k)
 			s.mu.Unlock()
 			s.look.ok.Add(1)
 			return e, nil
@@ -562,7 +562,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 		s.removeWaiter(k, w)
 		ref := s.find(&p, h32)
 		if ref != 0 {
-			e = s.entry(ref, k)
+			s.fill(&e, ref, &k)
 		}
 		s.mu.Unlock()
 		switch {

@@ -218,7 +218,9 @@ type value struct {
 
 // ristrettoTable keys ristretto by the packed 12-byte 4-tuple. ristretto
 // keeps only the key's hashes, so the string may alias a scratch buffer.
-type ristrettoTable struct{ c *ristretto.Cache[string, value] }
+type ristrettoTable struct {
+	c *ristretto.Cache[string, value]
+}
 
 func newRistretto(keys int) (subject, error) {
 	c, err := ristretto.NewCache(&ristretto.Config[string, value]{

@@ -239,6 +239,29 @@ func Write(w io.Writer, format Format, cfg Config) (*Truth, error) {
 	return &g.truth, flush()
 }
 
+// Stream generates the capture cfg describes without writing it: it calls
+// frame with every frame, its capture time and its link type, in capture
+// order, and conn with every connection once its last frame has gone to
+// frame, FirstSeen and ClosedAt set. The frame is only valid during the
+// call. The Truth returned counts the packets but holds no Conns, so that
+// memory stays flat however many connections there are. A nil conn drops
+// them.
+func Stream(cfg Config, frame func(ts time.Time, link decode.LinkType, b []byte) error, conn func(*Conn)) (*Truth, error) {
+	g, err := newGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		conn = func(*Conn) {}
+	}
+	g.onConn = conn
+	err = g.run(func(ts time.Time, p packet) error { return frame(ts, g.links[p.iface], p.frame) })
+	if err != nil {
+		return nil, err
+	}
+	return &g.truth, nil
+}
+
 // WriteFile is Write to a file named name.
 func WriteFile(name string, format Format, cfg Config) (*Truth, error) {
 	f, err := os.Create(name)
@@ -265,6 +288,7 @@ type generator struct {
 	truth    Truth
 	now      time.Time
 	started  int
+	onConn   func(*Conn) // Stream's; nil for Write, which keeps truth.Conns
 }
 
 func newGenerator(cfg Config) (*generator, error) {
@@ -338,16 +362,21 @@ func (g *generator) run(emit func(time.Time, packet) error) error {
 		p := c.packets[c.next]
 		c.next++
 		if p.mark&markTOA != 0 {
-			g.truth.Conns[c.slot].FirstSeen = g.now
+			c.FirstSeen = g.now
 		}
 		if p.mark&markClose != 0 {
-			g.truth.Conns[c.slot].ClosedAt = g.now
+			c.ClosedAt = g.now
 		}
 		if err := emit(g.now, p); err != nil {
 			return err
 		}
 		g.truth.Packets++
 		if c.next == len(c.packets) {
+			if g.onConn != nil {
+				g.onConn(&c.Conn)
+			} else {
+				g.truth.Conns[c.slot] = c.Conn
+			}
 			if g.started < g.cfg.Conns {
 				active[i] = g.newConn()
 			} else {
@@ -513,8 +542,10 @@ func (g *generator) newConn() *conn {
 		c.packets = append(c.packets, packet{iface: ifc, frame: g.junk(framing, v6)})
 		g.truth.Junk++
 	}
-	g.truth.Conns = append(g.truth.Conns, c.Conn)
-	c.slot = len(g.truth.Conns) - 1
+	if g.onConn == nil {
+		g.truth.Conns = append(g.truth.Conns, c.Conn)
+		c.slot = len(g.truth.Conns) - 1
+	}
 	return c
 }
 

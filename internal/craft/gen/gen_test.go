@@ -3,11 +3,14 @@ package gen
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -160,4 +163,73 @@ func TestPCAPNeedsOneLinkType(t *testing.T) {
 	if _, err := Write(new(bytes.Buffer), PCAP, cfg); err == nil {
 		t.Error("pcap with two link types: got no error")
 	}
+}
+
+// TestStreamMatchesWrite checks that Stream hands over the frames Write
+// writes, in the same order, and reports the same connections.
+func TestStreamMatchesWrite(t *testing.T) {
+	cfg := Sample()
+	var buf bytes.Buffer
+	truth, err := Write(&buf, PCAPNG, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(&buf, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{ peer, local netip.AddrPort }
+	conns := map[key]Conn{}
+	for _, c := range truth.Conns {
+		conns[key{c.Peer, c.Local}] = c
+	}
+	n := 0
+	st, err := Stream(cfg, func(ts time.Time, link decode.LinkType, b []byte) error {
+		n++
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			t.Fatalf("frame %d: Write wrote fewer frames: %v", n, err)
+		}
+		if wl := decode.LinkType(ci.AncillaryData[0].(layers.LinkType)); !bytes.Equal(data, b) || !ci.Timestamp.Equal(ts) || wl != link {
+			t.Fatalf("frame %d differs: Stream %v %v %x, Write %v %v %x", n, ts, link, b, ci.Timestamp, wl, data)
+		}
+		return nil
+	}, func(c *Conn) {
+		want, ok := conns[key{c.Peer, c.Local}]
+		if !ok {
+			t.Errorf("Stream reports %v->%v, which Write does not (or twice)", c.Peer, c.Local)
+			return
+		}
+		delete(conns, key{c.Peer, c.Local})
+		if diff := cmp.Diff(want, *c, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
+			t.Errorf("%v->%v: Stream and Write differ (-Write +Stream):\n%s", c.Peer, c.Local, diff)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != truth.Packets || st.Packets != truth.Packets || st.Carriers != truth.Carriers || len(st.Conns) != 0 {
+		t.Errorf("Stream: %d frames, truth %d packets %d carriers %d conns; Write: %d packets %d carriers",
+			n, st.Packets, st.Carriers, len(st.Conns), truth.Packets, truth.Carriers)
+	}
+	for k := range conns {
+		t.Errorf("%v->%v: Write reports it, Stream does not", k.peer, k.local)
+	}
+}
+
+// BenchmarkStream generates traffic of the benchmarks' kind: mostly data,
+// a handshake and a close per connection.
+func BenchmarkStream(b *testing.B) {
+	cfg := Config{Seed: 1, Conns: 2000, Framings: []craft.Framing{{Link: decode.LinkEthernet}},
+		IPv6: 0.3, Plain: 0.05, Spoofed: 0.01, DataSegments: 8, Junk: 0.01, Options: 0.05, Concurrency: 256}
+	b.ReportAllocs()
+	packets := 0
+	for b.Loop() {
+		st, err := Stream(cfg, func(time.Time, decode.LinkType, []byte) error { return nil }, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		packets += st.Packets
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(packets), "ns/frame")
 }
