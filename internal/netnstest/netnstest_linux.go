@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -67,11 +68,26 @@ func (ns *NS) IP(t testing.TB, cmds ...string) {
 	if len(cmds) == 0 {
 		return
 	}
+	for i, c := range cmds {
+		cmds[i] = noDAD(c)
+	}
 	cmd := exec.Command("ip", "-n", ns.Name, "-batch", "-")
 	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ip -n %s: %v: %s\ncommands:\n%s", ns.Name, err, bytes.TrimSpace(out), strings.Join(cmds, "\n"))
 	}
+}
+
+// noDAD adds "nodad" to an IPv6 "addr add": even with accept_dad off, a new
+// address stays tentative (and bind fails with EADDRNOTAVAIL) until a
+// kernel work item clears it, which a loaded machine can delay; an address
+// added with nodad is never tentative.
+func noDAD(cmd string) string {
+	f := strings.Fields(cmd)
+	if len(f) < 3 || f[0] != "addr" || f[1] != "add" || !strings.Contains(f[2], ":") || slices.Contains(f, "nodad") {
+		return cmd
+	}
+	return cmd + " nodad"
 }
 
 // Veth joins namespaces a and b with a veth pair whose ends are named aName
