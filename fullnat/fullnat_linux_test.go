@@ -2,7 +2,6 @@ package fullnat_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/toad-project/toad/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/testbed"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -35,7 +35,7 @@ var (
 	origin6      = netip.MustParseAddrPort("[2001:db8:2::20]:8080")
 )
 
-// testbed is three namespaces: clients, the proxy, the origin.
+// hosts is three namespaces: clients, the proxy, the origin.
 //
 //	client eth0 ---- cli0 proxy org0 ---- eth0 origin
 //	203.0.113.2-4    .1          192.0.2.1    192.0.2.20
@@ -43,14 +43,14 @@ var (
 //
 // The VIPs and the proxy's origin-side addresses live on the proxy's TUN
 // device, routed there by fullnat.New.
-type testbed struct {
+type hosts struct {
 	client, proxy, origin *netnstest.NS
 }
 
-func newTestbed(t testing.TB) *testbed {
+func newHosts(t testing.TB) *hosts {
 	t.Helper()
 	privtest.Require(t, "ip")
-	tb := &testbed{
+	tb := &hosts{
 		client: netnstest.New(t, "fullnat-c"),
 		proxy:  netnstest.New(t, "fullnat-p"),
 		origin: netnstest.New(t, "fullnat-o"),
@@ -79,31 +79,6 @@ func newTestbed(t testing.TB) *testbed {
 		"route add 198.51.100.0/24 via 192.0.2.1",
 		"route add 2001:db8:100::/64 via 2001:db8:2::1")
 	return tb
-}
-
-// startProxy creates the forwarder in the proxy namespace and runs it until
-// the test ends.
-func (tb *testbed) startProxy(t testing.TB, cfg fullnat.Config) *fullnat.Forwarder {
-	t.Helper()
-	var f *fullnat.Forwarder
-	err := tb.proxy.Do(func() (err error) {
-		f, err = fullnat.New(cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- f.Run(context.Background()) }()
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("close proxy: %v", err)
-		}
-		if err := <-errc; err != nil {
-			t.Errorf("run proxy: %v", err)
-		}
-	})
-	return f
 }
 
 // accepted is what the origin learned about one connection.
@@ -374,7 +349,7 @@ func (c *capture) waitFor(t testing.TB, what string, cond func([]frame) bool) []
 }
 
 func TestForwarder(t *testing.T) {
-	tb := newTestbed(t)
+	tb := newHosts(t)
 	for i, tc := range []struct {
 		name      string
 		dialect   toa.Dialect
@@ -419,7 +394,7 @@ func TestForwarder(t *testing.T) {
 			}
 			srv := startServer(t, tb.origin, tc.origin)
 			capt := startCapture(t, tb.origin, "eth0", decode.LinkEthernet)
-			f := tb.startProxy(t, cfg)
+			f := testbed.Proxy(t, tb.proxy, cfg)
 
 			clients := runClients(t, tb.client, tc.clients, tc.vip, workers, perWorker, tc.hello)
 			n := workers * perWorker
@@ -477,31 +452,14 @@ func TestForwarderOneNamespace(t *testing.T) {
 	ns := netnstest.New(t, "fullnat-1")
 	ns.IP(t, "addr add 203.0.113.2/32 dev lo", "addr add 192.0.2.20/32 dev lo")
 	srv := startServer(t, ns, origin4)
-	var f *fullnat.Forwarder
-	err := ns.Do(func() (err error) {
-		f, err = fullnat.New(fullnat.Config{
-			VIPs:       []netip.AddrPort{vip4},
-			Origin:     origin4,
-			ProxyAddr4: proxyAddr4,
-			TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
-			Placement:  fullnat.LVS,
-		})
-		return err
+	f := testbed.Proxy(t, ns, fullnat.Config{
+		VIPs:       []netip.AddrPort{vip4},
+		Origin:     origin4,
+		ProxyAddr4: proxyAddr4,
+		TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
+		Placement:  fullnat.LVS,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	capt := startCapture(t, ns, f.Device(), decode.LinkRaw)
-	errc := make(chan error, 1)
-	go func() { errc <- f.Run(t.Context()) }()
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("close proxy: %v", err)
-		}
-		if err := <-errc; err != nil {
-			t.Errorf("run proxy: %v", err)
-		}
-	})
 
 	const n = 16
 	clients := runClients(t, ns, clientAddrs4[:1], vip4, 4, n/4, 3000)
@@ -622,9 +580,9 @@ func checkPlacement(t *testing.T, recs []frame, byPort map[uint16]accepted, prox
 // "routed", the baseline, reaches the origin directly through the proxy
 // namespace's kernel routing.
 func BenchmarkConnections(b *testing.B) {
-	tb := newTestbed(b)
+	tb := newHosts(b)
 	startServer(b, tb.origin, origin4)
-	f := tb.startProxy(b, fullnat.Config{
+	f := testbed.Proxy(b, tb.proxy, fullnat.Config{
 		VIPs:       []netip.AddrPort{vip4},
 		Origin:     origin4,
 		ProxyAddr4: proxyAddr4,

@@ -1,0 +1,424 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/testbed"
+	"github.com/toad-project/toad/toa"
+)
+
+// perClient is how many connections each client namespace opens at once
+// in a scenario.
+const perClient = 100
+
+// scenario is one proxy setup: which TOA, in which segments, where among
+// the options, over which address families.
+type scenario struct {
+	name      string
+	dialect   toa.Dialect
+	placement fullnat.Placement
+	position  fullnat.Position
+	clients6  bool // IPv6 clients, else IPv4
+	origin6   bool // an IPv6 origin, else IPv4
+}
+
+var scenarios = []scenario{
+	{"200/8 in SYN (LVS, Tencent)", toa.Kind200V4, fullnat.SYN, fullnat.AfterHeader, false, false},
+	{"254/8 in final ACK and early data only (DPVS 1.9.6+)", toa.Kind254V4, fullnat.DPVS, fullnat.AfterHeader, false, false},
+	{"254/20 IPv6 clients through IPv4 proxy (DPVS FNAT64)", toa.Kind254V6, fullnat.DPVS, fullnat.AfterHeader, true, false},
+	{"253/20 over IPv6 (Alibaba LVS)", toa.Kind253V6, fullnat.LVS, fullnat.AfterHeader, true, true},
+	{"28/7 no port, after options (Alibaba CDN)", toa.Kind28V4, fullnat.SYN | fullnat.Data, fullnat.AfterOptions, false, false},
+	{"200/8 in final ACK after options (JD jupiter)", toa.Kind200V4, fullnat.ACK, fullnat.AfterOptions, false, false},
+}
+
+// measure is what one run measured.
+type measure struct {
+	name    string
+	conns   int
+	took    time.Duration   // to open them all, each through its first round trip
+	latency []time.Duration // from accept to the real client, per connection
+	cpu     time.Duration   // toad's, over the run
+}
+
+func (m *measure) String() string {
+	return fmt.Sprintf("%4d conns in %6.0fms: %5.0f conns/s; accept→answer p50 %6.2fms p99 %6.2fms; toad CPU %4.0fms = %5.1f ms/1000 conns",
+		m.conns, ms(m.took), float64(m.conns)/m.took.Seconds(), ms(percentile(m.latency, 50)), ms(percentile(m.latency, 99)),
+		ms(m.cpu), ms(m.cpu)*1000/float64(m.conns))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// cpu returns toad's CPU time so far.
+func (b *bed) cpu(t testing.TB) time.Duration {
+	t.Helper()
+	d, err := b.toad.CPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestEndToEnd resolves hundreds of concurrent connections per proxy
+// setup, each to its true client; then shows an attacker's forged TOAs
+// answered with nothing while proxied connections keep working, and
+// connections surviving a restart of toad. Its log reports connections per
+// second, the latency from accept to the real client, and toad's CPU per
+// thousand connections.
+func TestEndToEnd(t *testing.T) {
+	b := newBed(t)
+	if testbed.Race {
+		t.Log("toad is built with the race detector: its CPU figures are inflated")
+	}
+	var runs []*measure
+	nextPort := uint16(10000)
+	// A fresh range of proxy ports per run, so that no 4-tuple of an
+	// earlier run comes back (TestProxyPortReuse is about that).
+	ports := func() (lo, hi uint16) {
+		lo = nextPort
+		nextPort += 1000
+		return lo, lo + 999
+	}
+
+	for i, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			srv, origin, peer := b.srv4, origin4, proxyAddr4
+			if sc.origin6 {
+				srv, origin, peer = b.srv6, origin6, proxyAddr6
+			}
+			vip := vip4
+			if sc.clients6 {
+				vip = vip6
+			}
+			srv.drain()
+			cfg := fullnat.Config{
+				VIPs:       []netip.AddrPort{vip4, vip6},
+				Origin:     origin,
+				ProxyAddr4: proxyAddr4,
+				ProxyAddr6: proxyAddr6,
+				Placement:  sc.placement,
+				Position:   sc.position,
+				Device:     fmt.Sprintf("toadp%d", i),
+			}
+			cfg.PortMin, cfg.PortMax = ports()
+			if toa.BuiltinLayout(sc.dialect).IPv6() {
+				cfg.TOA6 = fullnat.Option{Dialect: sc.dialect}
+			} else {
+				cfg.TOA4 = fullnat.Option{Dialect: sc.dialect}
+			}
+			want := func(local, _ netip.AddrPort) netip.AddrPort { return local }
+			if !toa.BuiltinLayout(sc.dialect).HasPort() {
+				want = func(local, _ netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(local.Addr(), 0) }
+			}
+
+			cpu := b.cpu(t)
+			f := testbed.Proxy(t, b.proxy, cfg)
+			conns, took := open(t, b.clientDialers(vip, perClient))
+			answers := srv.collect(t, len(conns))
+			m := &measure{name: sc.name, conns: len(conns), took: took, cpu: b.cpu(t) - cpu}
+			check(t, conns, answers, peer, want, nil)
+			finish(t, srv, conns)
+			for _, a := range answers {
+				m.latency = append(m.latency, a.latency)
+			}
+			runs = append(runs, m)
+			t.Logf("%v; proxy %+v", m, f.Stats())
+		})
+	}
+
+	t.Run("forged TOAs from outside the trusted proxies", func(t *testing.T) {
+		// Proxied clients and the attacker at the same time. The attacker
+		// dials the origin through a FULLNAT proxy of its own that puts a
+		// 200/8 TOA in every segment it may, naming client0's address
+		// (which the attacker's clients use), and dials it directly too.
+		const forged, direct = 30, 10
+		b.srv4.drain()
+		cfg := fullnat.Config{
+			VIPs:       []netip.AddrPort{vip4},
+			Origin:     origin4,
+			ProxyAddr4: proxyAddr4,
+			TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
+			Placement:  fullnat.DPVS,
+			Device:     "toadp-atk",
+		}
+		cfg.PortMin, cfg.PortMax = ports()
+		victim, _ := clientAddrs(0)
+		cpu := b.cpu(t)
+		testbed.Proxy(t, b.proxy, cfg)
+		evil := testbed.Proxy(t, b.attack, fullnat.Config{
+			VIPs:       []netip.AddrPort{attackerVIP},
+			Origin:     origin4,
+			ProxyAddr4: attackerProxy,
+			TOA4:       fullnat.Option{Dialect: toa.Kind200V4},
+			Placement:  fullnat.LVS,
+			Device:     "toadatk0",
+		})
+		untrusted := b.stats(t).GetTable().GetUntrusted()
+
+		ds := append(b.clientDialers(vip4, perClient),
+			dialer{ns: b.attack, from: victim, to: attackerVIP, n: forged},
+			dialer{ns: b.attack, from: attacker4, to: origin4, n: direct})
+		conns, _ := open(t, ds)
+		answers := b.srv4.collect(t, len(conns))
+
+		byDst := make(map[netip.AddrPort][]*conn)
+		for _, c := range conns {
+			dst := addrPort(c.RemoteAddr())
+			byDst[dst] = append(byDst[dst], c)
+		}
+		byPeer := split(answers)
+		same := func(local, _ netip.AddrPort) netip.AddrPort { return local }
+		peer := func(_, peer netip.AddrPort) netip.AddrPort { return peer }
+		t.Run("proxied", func(t *testing.T) {
+			check(t, byDst[vip4], byPeer[proxyAddr4], proxyAddr4, same, nil)
+		})
+		t.Run("forged", func(t *testing.T) {
+			check(t, byDst[attackerVIP], byPeer[attackerProxy], attackerProxy, peer, client.ErrNotFound)
+		})
+		t.Run("direct", func(t *testing.T) {
+			check(t, byDst[origin4], byPeer[attacker4], attacker4, peer, client.ErrNotFound)
+		})
+		finish(t, b.srv4, conns)
+
+		if st := evil.Stats(); st.TOAs < forged {
+			t.Errorf("the attacker's proxy inserted %d TOAs, want at least %d (one per connection)", st.TOAs, forged)
+		}
+		// Each forged connection's SYN alone carried a TOA.
+		if got := b.stats(t).GetTable().GetUntrusted() - untrusted; got < forged {
+			t.Errorf("toad counted %d untrusted TOAs, want at least %d", got, forged)
+		} else {
+			t.Logf("toad counted %d untrusted TOAs from %d forged connections", got, forged)
+		}
+		// The attacker's connections wait out the lookup's wait: the time
+		// to open them all measures nothing.
+		var lat []time.Duration
+		for _, a := range byPeer[proxyAddr4] {
+			lat = append(lat, a.latency)
+		}
+		t.Logf("%d proxied connections beside the attacker: accept→answer p50 %.2fms p99 %.2fms; toad CPU %.0fms",
+			len(lat), ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(b.cpu(t)-cpu))
+	})
+
+	t.Run("toad restarted with connections open", func(t *testing.T) {
+		// The TOA rides in the final ACK and early data only, and the origin
+		// has answered by the time toad stops: nothing the connections send
+		// afterwards carries it, so only toad's snapshot can tell who they
+		// are once it is back.
+		const held, after = 40, 20
+		b.srv4.drain()
+		cfg := fullnat.Config{
+			VIPs:       []netip.AddrPort{vip4, vip6},
+			Origin:     origin4,
+			ProxyAddr4: proxyAddr4,
+			ProxyAddr6: proxyAddr6,
+			TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
+			TOA6:       fullnat.Option{Dialect: toa.Kind254V6},
+			Placement:  fullnat.DPVS,
+			Device:     "toadp-rst",
+		}
+		cfg.PortMin, cfg.PortMax = ports()
+		testbed.Proxy(t, b.proxy, cfg)
+		same := func(local, _ netip.AddrPort) netip.AddrPort { return local }
+
+		conns, _ := open(t, append(b.clientDialers(vip4, held), b.clientDialers(vip6, held)...))
+		byClient := check(t, conns, b.srv4.collect(t, len(conns)), proxyAddr4, same, nil)
+		if t.Failed() {
+			return
+		}
+
+		if err := b.toad.Stop(stopTimeout); err != nil {
+			t.Fatalf("stop toad: %v\n%s", err, b.toad.Log())
+		}
+		snap := filepath.Join(b.dir, "toad.snapshot")
+		if fi, err := os.Stat(snap); err != nil || fi.Size() == 0 {
+			t.Fatalf("toad stopped: snapshot %s: %v (want a file that is not empty)", snap, err)
+		}
+		// The new toad lives as long as this subtest, which comes last; it
+		// too must stop cleanly.
+		b.toad = testbed.StartToad(t, b.origin, b.bin, b.args...)
+
+		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+		defer cancel()
+		wrong := 0
+		for _, c := range conns {
+			a := byClient[c.local]
+			got, err := b.api.Lookup(ctx, a.peer, a.local)
+			if err != nil || got.Client != c.local {
+				if wrong++; wrong <= 10 {
+					t.Errorf("after the restart, Lookup(%v, %v) = %v, %v; want %v", a.peer, a.local, got.Client, err, c.local)
+				}
+			}
+		}
+		if wrong > 0 {
+			t.Errorf("%d of %d connections open across the restart unknown after it", wrong, len(conns))
+		}
+
+		// The connections themselves never noticed.
+		for _, c := range conns[:nClients] {
+			if _, err := fmt.Fprintf(c, "still here\n"); err != nil {
+				t.Errorf("client %v: write after the restart: %v", c.local, err)
+			}
+		}
+		fresh, _ := open(t, b.clientDialers(vip4, after))
+		check(t, fresh, b.srv4.collect(t, len(fresh)), proxyAddr4, same, nil)
+		finish(t, b.srv4, fresh, conns)
+		t.Logf("%d connections open across the restart resolved from the snapshot; %d new ones after it", len(conns), len(fresh))
+	})
+
+	total := &measure{name: "all"}
+	t.Log("measured: per run, 300 connections opened at once from 3 client namespaces, each through one round trip;")
+	t.Log("accept→answer is under that burst, on 2 CPUs shared by clients, proxy, origin and toad:")
+	for _, m := range runs {
+		t.Logf("  %-55s %v", m.name, m)
+		total.conns += m.conns
+		total.took += m.took
+		total.cpu += m.cpu
+		total.latency = append(total.latency, m.latency...)
+	}
+	if total.conns > 0 {
+		t.Logf("  %-55s %v", "all", total)
+	}
+}
+
+// TestProxyPortReuse has the proxy reuse its ports toward the origin, as
+// real proxies do from their pools. The proxy has 300 ports, forgets a
+// connection soon after it closes, and hands out ports round-robin: every
+// connection of a second run has the 4-tuple of one of a first run's,
+// which toad still holds as closing (it answers those for --linger). The
+// second run's connections come a few at a time, so the origin's lookup
+// right after accept reaches toad before the capture has delivered the
+// new handshake (the ring hands over its blocks every 2 ms).
+//
+// toad answers those lookups with the first run's clients today: a lookup
+// that finds an entry, closing or not, never waits for the capture to
+// catch up with the moment of the call. The test is skipped until that is
+// fixed; TOAD_E2E_PORT_REUSE=1 runs it.
+func TestProxyPortReuse(t *testing.T) {
+	privtest.Require(t, "ip")
+	if os.Getenv("TOAD_E2E_PORT_REUSE") == "" {
+		t.Skip("known issue: a lookup racing the capture of a reused 4-tuple's new handshake gets the previous connection's client; TOAD_E2E_PORT_REUSE=1 runs this test")
+	}
+	b := newBed(t)
+	// One proxy for both runs, so that each connection's last ACK reaches
+	// the origin and no socket there still holds a 4-tuple when it comes
+	// back. Until the first run's connections are forgotten, the second
+	// run's first SYNs find no free port and are sent again a second later.
+	testbed.Proxy(t, b.proxy, fullnat.Config{
+		VIPs:         []netip.AddrPort{vip4},
+		Origin:       origin4,
+		ProxyAddr4:   proxyAddr4,
+		TOA4:         fullnat.Option{Dialect: toa.Kind254V4},
+		Placement:    fullnat.DPVS,
+		PortMin:      10000,
+		PortMax:      10000 + nClients*perClient - 1,
+		CloseTimeout: 100 * time.Millisecond,
+	})
+	same := func(local, _ netip.AddrPort) netip.AddrPort { return local }
+	for _, r := range []struct {
+		name string
+		at   int // connections per client at once
+	}{
+		{"first run", perClient},
+		{"ports reused", 1},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			var conns []*conn
+			var answers []answer
+			for range perClient / r.at {
+				cs, _ := open(t, b.clientDialers(vip4, r.at))
+				answers = append(answers, b.srv4.collect(t, len(cs))...)
+				finish(t, b.srv4, cs)
+				conns = append(conns, cs...)
+			}
+			check(t, conns, answers, proxyAddr4, same, nil)
+			st := b.stats(t).GetTable()
+			t.Logf("toad: %d SYNs without TOA, %d 4-tuples reused, %d TOA conflicts", st.GetSynsWithoutToa(), st.GetReused(), st.GetConflicts())
+		})
+	}
+}
+
+// BenchmarkConnections measures connections through the testbed with toad
+// resolving each at the origin. Every iteration opens batch connections at
+// once, spread over the client namespaces, through the proxy, each through
+// one round trip, and closes them. The TOA rides in the SYN (200/8), known
+// to toad before accept returns, or in the final ACK and early data only
+// (254/8, DPVS), which the lookup must wait for. It reports connections per
+// second, the latency from accept to the real client (p50, p99), and
+// toad's CPU per thousand connections.
+func BenchmarkConnections(b *testing.B) {
+	bd := newBed(b)
+	// Tens of thousands of connections leave as many client sockets in
+	// TIME_WAIT: let connect() pick ports past them.
+	for _, ns := range bd.clients {
+		ns.Sysctl(b, "net.ipv4.ip_local_port_range", "1024 65535")
+		ns.Sysctl(b, "net.ipv4.tcp_tw_reuse", "1")
+	}
+	// Each proxy has its own half of the ports: a 4-tuple that comes back
+	// within toad's linger is TestProxyPortReuse's business, not this
+	// benchmark's. At a few thousand connections per second, -benchtime
+	// past 10s wraps a half.
+	for i, p := range []struct {
+		name      string
+		dialect   toa.Dialect
+		placement fullnat.Placement
+	}{
+		{"syn", toa.Kind200V4, fullnat.SYN},
+		{"dpvs", toa.Kind254V4, fullnat.DPVS},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			testbed.Proxy(b, bd.proxy, fullnat.Config{
+				VIPs:       []netip.AddrPort{vip4},
+				Origin:     origin4,
+				ProxyAddr4: proxyAddr4,
+				TOA4:       fullnat.Option{Dialect: p.dialect},
+				Placement:  p.placement,
+				PortMin:    uint16(1024 + i*32256),
+				PortMax:    uint16(1024 + (i+1)*32256 - 1),
+				Device:     fmt.Sprintf("toadp%d", i),
+			})
+			for _, batch := range []int{1, 30} {
+				b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+					benchConnections(b, bd, batch)
+				})
+			}
+		})
+	}
+}
+
+func benchConnections(b *testing.B, bd *bed, batch int) {
+	var ds []dialer
+	for k, d := range bd.clientDialers(vip4, 0) {
+		d.n = batch / nClients
+		if k < batch%nClients {
+			d.n++
+		}
+		ds = append(ds, d)
+	}
+	var lat []time.Duration
+	n := 0
+	cpu := bd.cpu(b)
+	for b.Loop() {
+		conns, _ := open(b, ds)
+		for _, a := range bd.srv4.collect(b, len(conns)) {
+			if a.proto != nil || a.err != nil || a.said != a.claimed {
+				b.Fatalf("client %v: RemoteAddr said %v, lookup error %v, conversation %v", a.claimed, a.said, a.err, a.proto)
+			}
+			lat = append(lat, a.latency)
+		}
+		finish(b, bd.srv4, conns)
+		n += len(conns)
+	}
+	used := bd.cpu(b) - cpu
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "conns/s")
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(ms(used)*1000/float64(n), "toad-cpu-ms/1000conns")
+}
