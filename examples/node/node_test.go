@@ -63,7 +63,7 @@ func startServe(t *testing.T, toad, capFile string, args ...string) (sock, tcp s
 	t.Helper()
 	dir := t.TempDir()
 	sock = filepath.Join(dir, "toad.sock")
-	cmd := exec.Command(toad, append([]string{"serve", "--pcap", capFile, "--socket", sock, "--listen", "127.0.0.1:0", "--drain", "0s"}, args...)...)
+	cmd := exec.Command(toad, append([]string{"serve", "--pcap", capFile, "--socket", sock, "--listen", "127.0.0.1:0", "--health-listen", "", "--metrics-listen", "", "--drain", "0s"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
