@@ -5,9 +5,11 @@
 // A Server is bounded (message sizes, concurrent streams, watchers,
 // keepalive enforcement), exposes grpc.health.v1 (SERVING only once
 // SetServing(true) says its source of connections is attached) and server
-// reflection. ListenUnix and ListenTCP make the listeners it is meant to
-// serve on: a unix socket with restricted permissions, and loopback TCP,
-// since the answers reveal client addresses.
+// reflection. ServeHealth serves the same health status, and nothing else,
+// on a listener of its own, for probes that dial from the network. ListenUnix
+// and ListenTCP make the listeners it is meant to serve lookups on: a unix
+// socket with restricted permissions, and loopback TCP, since the answers
+// reveal client addresses.
 //
 // A Server is safe for concurrent use; build one with New, its zero value is
 // not usable. The Go client is in package api/client.

@@ -4,6 +4,7 @@
 //
 //	toad replay [flags] FILE...   replay pcap/pcapng files, print the connections
 //	toad serve [flags]            capture and answer lookups over gRPC
+//	toad version                  print the version and how it was built
 //
 // Run "toad COMMAND -h" for a command's flags.
 package main
@@ -31,13 +32,20 @@ const usage = `usage: toad COMMAND [flags] [arguments]
 commands:
   replay [flags] FILE...   replay pcap/pcapng files and print the connections they resolve
   serve [flags]            capture live (or replay --pcap files) and answer lookups over gRPC
+  version                  print the version, the Go release and the VCS revision
 
 Run "toad COMMAND -h" for a command's flags.
 `
 
-// cli runs the command args name and returns the exit status: 0 on
-// success, 1 when the command failed, 2 for a bad command line.
+// cli runs the command args name, with the process's environment, and
+// returns the exit status: 0 on success, 1 when the command failed, 2 for
+// a bad command line.
 func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return command(ctx, args, os.Environ(), stdout, stderr)
+}
+
+// command is cli with the environment given: KEY=value strings.
+func command(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -48,7 +56,9 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		err = replayCommand(ctx, rest, stdout, stderr)
 	case "serve":
-		err = serveCommand(ctx, rest, stdout, stderr)
+		err = serveCommand(ctx, rest, environ, stdout, stderr)
+	case "version", "-version", "--version":
+		err = versionCommand(rest, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,224 +1,310 @@
 package main
 
 import (
-	"cmp"
 	"context"
+	"encoding"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
-	"github.com/toad-project/toad/toa"
+	"github.com/toad-project/toad/internal/metrics"
 )
 
-const serveUsage = `usage: toad serve [flags]
-
-Captures TCP segments carrying TOAs, keeps the connection table, and
-answers the toad.v1.LookupService over gRPC on a unix socket and on
-loopback TCP. With --pcap it replays capture files into the table instead
-of capturing, then keeps serving what they held (the table is then frozen:
-nothing expires).
-
-Health (grpc.health.v1) turns SERVING once the capture is attached or the
-files are loaded. SIGINT or SIGTERM: NOT_SERVING for --drain, then a
-graceful stop bounded by --shutdown-timeout.
-
-flags:
-`
-
-// serveConfig is toad serve's command line.
-type serveConfig struct {
-	Socket          string // "" serves no unix socket
-	Listen          string // "" serves no TCP
-	AllowRemote     bool
-	Trusted         []netip.Prefix
-	Dialects        *toa.Set
-	Linger          time.Duration
-	MaxWait         time.Duration
-	Interface       string
-	Pcaps           []string
-	Drain           time.Duration
-	ShutdownTimeout time.Duration
-	Verbose         bool
-}
-
-func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseServe(args, stdout)
+func serveCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, environ, stdout)
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if cfg.Verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	return runServe(ctx, cfg, log)
+	return runServe(ctx, cfg, newLogger(stderr, cfg.LogFormat, cfg.LogLevel))
 }
 
-// parseServe parses toad serve's arguments; -h prints the usage to help.
-func parseServe(args []string, help io.Writer) (serveConfig, error) {
-	cfg := serveConfig{
-		Socket:          api.DefaultSocket,
-		Listen:          api.DefaultListen,
-		Dialects:        toa.DefaultSet(),
-		Linger:          correlate.DefaultLinger,
-		MaxWait:         api.DefaultMaxWait,
-		Drain:           time.Second,
-		ShutdownTimeout: 10 * time.Second,
+// newLogger returns a logger writing to w in format, text or json.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		opts.ReplaceAttr = readableJSON
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	fs := flag.NewFlagSet("toad serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket `path` to serve on (mode 0660); empty for none")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP `address` to serve on; empty for none")
-	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback: the API reveals client addresses")
-	fs.Func("trusted-proxies", "comma-separated CIDR `ranges` of the proxies whose TOAs to believe (default: every peer)", func(s string) error {
-		ps, err := parsePrefixes(s)
-		cfg.Trusted = append(cfg.Trusted, ps...)
-		return err
-	})
-	fs.Func("dialects", "TOA dialects to read: default, all, none, or a `list` such as 200/8,254/20 or +253/8,-28/7", func(s string) error {
-		set, err := toa.ParseSet(s)
-		if err == nil {
-			cfg.Dialects = set
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// readableJSON writes durations ("1.5s", not 1500000000) and values that
+// only have a String method (enums such as capture.Filter) as the text
+// logs do, rather than as bare numbers.
+func readableJSON(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error, json.Marshaler, encoding.TextMarshaler:
+		case fmt.Stringer:
+			a.Value = slog.StringValue(v.String())
 		}
-		return err
-	})
-	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
-	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight")
-	fs.StringVar(&cfg.Interface, "interface", "", "interface to capture on (default: every interface)")
-	fs.Func("pcap", "replay this pcap or pcapng `file` instead of capturing live (repeatable)", func(s string) error {
-		cfg.Pcaps = append(cfg.Pcaps, s)
-		return nil
-	})
-	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "on shutdown, how long health reports NOT_SERVING before the server stops taking calls")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on the graceful stop, drain included")
-	fs.BoolVar(&cfg.Verbose, "v", false, "log debug messages")
-	rest, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(help, serveUsage)
-		fs.SetOutput(help)
-		fs.PrintDefaults()
-		return cfg, err
 	}
-	if err != nil {
-		return cfg, err
-	}
-	switch {
-	case len(rest) > 0:
-		return cfg, usagef("unexpected arguments %q (capture files go with --pcap FILE)", rest)
-	case cfg.Socket == "" && cfg.Listen == "":
-		return cfg, usagef("--socket and --listen are both empty: nothing to serve on")
-	case cfg.Linger <= 0:
-		return cfg, usagef("--linger %v: want a positive duration such as 60s", cfg.Linger)
-	case cfg.MaxWait < 0:
-		return cfg, usagef("--max-wait %v: want 0 or more", cfg.MaxWait)
-	case cfg.Drain < 0 || cfg.ShutdownTimeout <= 0:
-		return cfg, usagef("--drain %v, --shutdown-timeout %v: want a drain of 0 or more and a positive timeout", cfg.Drain, cfg.ShutdownTimeout)
-	case len(cfg.Pcaps) > 0 && cfg.Interface != "":
-		return cfg, usagef("--interface and --pcap: capture live or replay files, not both")
-	}
-	return cfg, nil
+	return a
 }
 
 // source feeds the table: a live capture, or capture files replayed once.
 type source interface {
-	// counters are the source's counters for GetStats.
-	counters() map[string]uint64
+	stats() capture.Stats
+	kind() metrics.Source
 	// done is closed when a live capture fails.
 	done() <-chan struct{}
 	err() error
 	close() error
 }
 
-func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) (err error) {
-	table, err := correlate.New(correlate.Config{Trusted: cfg.Trusted, Linger: cfg.Linger})
+// runServe runs toad serve until ctx ends (SIGINT, SIGTERM) or something
+// fails, then stops in order: not ready, drain, graceful stop of the API,
+// capture, snapshot. It returns nil after a clean stop on ctx.
+func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
+	// The daemon's own lines (starting, listening, serving, shutting down)
+	// carry no component; its parts' do.
+	log := root
+	snapLog := root.With("component", "snapshot")
+	// Nothing is logged before the checks and the listeners succeed: a
+	// mistake in the settings costs one line.
+	if err := preflight(cfg); err != nil {
+		return err
+	}
+
+	table, err := correlate.New(correlate.Config{
+		Capacity:    cfg.Capacity,
+		Linger:      cfg.Linger,
+		IdleTimeout: cfg.IdleTimeout,
+		Trusted:     cfg.Trusted,
+		Barrier:     true, // the live capture advances it; --pcap seals it
+	})
 	if err != nil {
 		return err
 	}
 	defer table.Close()
-	if len(cfg.Trusted) == 0 {
-		log.Warn("no --trusted-proxies: believing a TOA from any peer, so anyone who reaches this host directly can forge a client address")
-	}
 
 	var src atomic.Pointer[source] // set once the source is attached
+	captureStats := func() (capture.Stats, metrics.Source) {
+		if s := src.Load(); s != nil {
+			return (*s).stats(), (*s).kind()
+		}
+		return capture.Stats{}, metrics.NoSource
+	}
+	latency := metrics.NewLatency()
 	srv, err := api.New(table, api.Config{
 		MaxWait: cfg.MaxWait,
-		Drain:   cfg.Drain,
-		Logger:  log.With("component", "api"),
+		Logger:  root.With("component", "api"),
 		Counters: func() map[string]uint64 {
-			if s := src.Load(); s != nil {
-				return (*s).counters()
+			if st, k := captureStats(); k != metrics.NoSource {
+				return captureCounters(&st)
 			}
 			return nil
 		},
+		Options: []grpc.ServerOption{grpc.ChainUnaryInterceptor(latency.UnaryServerInterceptor())},
 	})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	listeners, err := listen(cfg)
+	b := buildInfo()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewCollector(table, captureStats),
+		latency,
+		metrics.BuildInfo(b.Version, b.Revision, b.Go),
+	)
+	var ready atomic.Bool
+	httpSrv := newHTTPServer(reg, &ready, root.With("component", "http"))
+
+	ls, err := listen(cfg)
 	if err != nil {
 		return err
 	}
+	log.Info("starting", "version", b.Version, "revision", b.Revision, "go", b.Go)
+	for _, k := range cfg.UnknownEnv {
+		log.Warn("environment variable names no setting of toad serve: ignored", "var", k)
+	}
+	if len(cfg.FromEnv) > 0 {
+		log.Info("settings from the environment", "vars", cfg.FromEnv)
+	}
+	if len(cfg.Trusted) == 0 {
+		log.Warn("no --trusted-proxies: believing a TOA from any peer, so anyone who reaches this host directly can forge a client address")
+	}
+	// Each listener now belongs to the server that serves it, which closes
+	// it when it stops.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer srv.Close() // stops the Serve goroutines before wg.Wait
-	served := make(chan error, len(listeners))
-	for _, l := range listeners {
-		log.Info("listening", "network", l.Addr().Network(), "addr", l.Addr().String())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(l); err != nil {
-				served <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+	defer srv.Close()
+	defer httpSrv.Close()
+	served := make(chan error, len(ls))
+	for _, l := range ls {
+		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String())
+		wg.Go(func() {
+			var err error
+			switch l.role {
+			case roleAPI:
+				err = srv.Serve(l)
+			case roleHealth:
+				err = srv.ServeHealth(l)
+			case roleMetrics:
+				if err = httpSrv.Serve(l); errors.Is(err, http.ErrServerClosed) {
+					err = nil
+				}
 			}
-		}()
+			if err != nil {
+				served <- fmt.Errorf("serve %s on %s: %w", l.role, l.Addr(), err)
+			}
+		})
 	}
 
 	var s source
 	if len(cfg.Pcaps) > 0 {
-		s, err = replaySource(ctx, cfg, table, log)
+		s, err = replaySource(ctx, cfg, table, root.With("component", "replay"))
 	} else {
-		s, err = liveSource(cfg, table, log, &wg)
+		s, err = liveSource(cfg, table, root.With("component", "capture"))
 	}
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	src.Store(&s)
+
+	// The capture runs before the snapshot loads, so that no handshake is
+	// missed meanwhile; connections it already saw keep what it saw.
+	if cfg.Snapshot != "" {
+		var now time.Time // a replayed table is frozen: keep every entry
+		if s.kind() == metrics.Live {
+			now = time.Now()
+		}
+		loadSnapshot(table, cfg.Snapshot, now, snapLog)
+	}
+
+	stopHK := make(chan struct{})
+	stopHousekeeping := sync.OnceFunc(func() { close(stopHK) })
+	defer stopHousekeeping()
+	if s.kind() == metrics.Live {
+		w := newWarner(root.With("component", "table"), warnEvery)
+		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, w) })
+	}
+
 	srv.SetServing(true)
+	ready.Store(true)
 	log.Info("serving", "connections", table.Len())
 
+	var cause error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "drain", cfg.Drain)
-	case err = <-served:
+		log.Info("shutting down", "drain", cfg.Drain, "timeout", cfg.ShutdownTimeout)
+	case cause = <-served:
 	case <-s.done():
-		err = fmt.Errorf("capture stopped: %w", s.err())
+		cause = fmt.Errorf("capture stopped: %w", s.err())
 	}
+
+	// Not ready: load balancers and clients watching health move away
+	// during the drain, while lookups are still answered.
+	ready.Store(false)
+	srv.SetServing(false)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if serr := srv.Shutdown(sctx); serr != nil {
-		log.Warn("graceful stop cut short", "timeout", cfg.ShutdownTimeout)
+	if cause == nil && cfg.Drain > 0 {
+		t := time.NewTimer(cfg.Drain)
+		select {
+		case <-t.C:
+		case <-sctx.Done():
+		}
+		t.Stop()
 	}
-	return err
+	srv.Shutdown(sctx) // logs when the bound cut it short
+
+	// The capture runs until the API has stopped, so that lookups waiting
+	// for a handshake get it; the snapshot then holds all it learnt.
+	stopHousekeeping()
+	if err := s.close(); err != nil && cause == nil {
+		// Stopping anyway: an interface gone meanwhile changes nothing.
+		log.Warn("capture failed while shutting down", "err", err)
+	}
+	if cfg.Snapshot != "" {
+		start := time.Now()
+		size, err := saveSnapshot(table, cfg.Snapshot)
+		switch {
+		case err != nil && cause != nil:
+			cause = fmt.Errorf("%w; and --snapshot %s: %w", cause, cfg.Snapshot, err)
+		case err != nil:
+			cause = fmt.Errorf("--snapshot %s: %w", cfg.Snapshot, err)
+		default:
+			snapLog.Info("snapshot written", "file", cfg.Snapshot, "connections", table.Len(), "bytes", size,
+				"took", time.Since(start).Round(time.Microsecond))
+		}
+	}
+	hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+	defer hcancel()
+	httpSrv.Shutdown(hctx)
+	if cause == nil {
+		log.Info("stopped")
+	}
+	return cause
+}
+
+// preflight checks what the settings ask of the system before anything
+// starts, so that a mistake costs one clear line.
+func preflight(cfg serveConfig) error {
+	if cfg.Interface != "" {
+		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+			var oe *net.OpError
+			if errors.As(err, &oe) {
+				err = oe.Err
+			}
+			return fmt.Errorf("--interface %s: %w (ip link lists the interfaces)", cfg.Interface, err)
+		}
+	}
+	if cfg.Snapshot != "" {
+		if err := checkSnapshotDir(cfg.Snapshot); err != nil {
+			return fmt.Errorf("--snapshot %s: %w", cfg.Snapshot, err)
+		}
+	}
+	return nil
+}
+
+// Listener roles.
+const (
+	roleAPI     = "api"
+	roleHealth  = "health"
+	roleMetrics = "metrics"
+)
+
+// listeningMsg is the log message of each role's listener.
+var listeningMsg = map[string]string{
+	roleAPI:     "listening",
+	roleHealth:  "listening for health checks",
+	roleMetrics: "listening for metrics",
+}
+
+// listener is an open listener and what it serves.
+type listener struct {
+	net.Listener
+	role string
 }
 
 // listen opens the configured listeners, closing them all on failure.
-func listen(cfg serveConfig) ([]net.Listener, error) {
-	var ls []net.Listener
-	fail := func(err error) ([]net.Listener, error) {
+func listen(cfg serveConfig) ([]listener, error) {
+	var ls []listener
+	fail := func(err error) ([]listener, error) {
 		for _, l := range ls {
 			l.Close()
 		}
@@ -227,22 +313,35 @@ func listen(cfg serveConfig) ([]net.Listener, error) {
 	if cfg.Socket != "" {
 		l, err := api.ListenUnix(cfg.Socket, api.DefaultSocketMode)
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("--socket %s: %w", cfg.Socket, err))
 		}
-		ls = append(ls, l)
+		ls = append(ls, listener{l, roleAPI})
 	}
 	if cfg.Listen != "" {
 		l, err := api.ListenTCP(cfg.Listen, cfg.AllowRemote)
 		if err != nil {
-			return fail(fmt.Errorf("%w (--allow-remote)", err))
+			return fail(fmt.Errorf("--listen %s: %w", cfg.Listen, err))
 		}
-		ls = append(ls, l)
+		ls = append(ls, listener{l, roleAPI})
+	}
+	for _, a := range []struct{ flag, addr, role string }{
+		{"health-listen", cfg.HealthListen, roleHealth},
+		{"metrics-listen", cfg.MetricsListen, roleMetrics},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			return fail(fmt.Errorf("--%s %s: %w", a.flag, a.addr, err))
+		}
+		ls = append(ls, listener{l, a.role})
 	}
 	return ls, nil
 }
 
 // replayed is the source of --pcap: files replayed once, at start.
-type replayed struct{ stats capture.Stats }
+type replayed struct{ st capture.Stats }
 
 func replaySource(ctx context.Context, cfg serveConfig, table *correlate.Table, log *slog.Logger) (*replayed, error) {
 	dec := decode.New(cfg.Dialects)
@@ -250,68 +349,50 @@ func replaySource(ctx context.Context, cfg serveConfig, table *correlate.Table, 
 	r := &replayed{}
 	for _, name := range cfg.Pcaps {
 		st, err := replayFile(ctx, name, dec, sink)
-		addStats(&r.stats, &st)
+		addStats(&r.st, &st)
 		if err != nil {
 			return nil, fmt.Errorf("--pcap %s: %w", name, err)
 		}
 		log.Info("replayed", "file", name, "packets", st.Packets, "records", st.Records, "rejected", st.Rejected())
 	}
+	table.Seal() // the files are all there is: no lookup waits for more
 	return r, nil
 }
 
-func (r *replayed) counters() map[string]uint64 { return captureCounters(&r.stats) }
-func (r *replayed) done() <-chan struct{}       { return nil }
-func (r *replayed) err() error                  { return nil }
-func (r *replayed) close() error                { return nil }
+func (r *replayed) stats() capture.Stats  { return r.st }
+func (r *replayed) kind() metrics.Source  { return metrics.Replay }
+func (r *replayed) done() <-chan struct{} { return nil }
+func (r *replayed) err() error            { return nil }
+func (r *replayed) close() error          { return nil }
 
-// live is the source of a live capture, with the ticker that expires
-// closing connections on the wall clock.
-type live struct {
-	c    *capture.Capture
-	stop chan struct{}
-	once sync.Once
-}
+// live is the source of a live capture.
+type live struct{ c *capture.Capture }
 
-func liveSource(cfg serveConfig, table *correlate.Table, log *slog.Logger, wg *sync.WaitGroup) (*live, error) {
+func liveSource(cfg serveConfig, table *correlate.Table, log *slog.Logger) (*live, error) {
 	c, err := capture.Open(capture.Config{
-		Interface: cfg.Interface,
-		Dialects:  cfg.Dialects,
-		Logger:    log.With("component", "capture"),
+		Interface:    cfg.Interface,
+		Dialects:     cfg.Dialects,
+		Readers:      cfg.Readers,
+		RingSize:     cfg.RingSize,
+		BlockSize:    cfg.BlockSize,
+		BlockTimeout: cfg.BlockTimeout,
+		SnapLen:      cfg.SnapLen,
+		Filter:       cfg.Filter,
+		Logger:       log,
 	}, table)
 	if err != nil {
 		return nil, err
 	}
-	l := &live{c: c, stop: make(chan struct{})}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case now := <-t.C:
-				table.Expire(now)
-			case <-l.stop:
-				return
-			}
-		}
-	}()
-	st := c.Stats()
-	log.Info("capturing", "interface", cmp.Or(cfg.Interface, "all"), "readers", st.Readers, "filter", st.Filter)
-	return l, nil
+	return &live{c: c}, nil
 }
 
-func (l *live) counters() map[string]uint64 {
-	st := l.c.Stats()
-	return captureCounters(&st)
-}
+func (l *live) stats() capture.Stats  { return l.c.Stats() }
+func (l *live) kind() metrics.Source  { return metrics.Live }
 func (l *live) done() <-chan struct{} { return l.c.Done() }
 func (l *live) err() error            { return l.c.Err() }
-func (l *live) close() error {
-	l.once.Do(func() { close(l.stop) })
-	return l.c.Close()
-}
+func (l *live) close() error          { return l.c.Close() }
 
+// captureCounters are the capture's counters as GetStats reports them.
 func captureCounters(st *capture.Stats) map[string]uint64 {
 	return map[string]uint64{
 		"capture_packets":        st.Packets,

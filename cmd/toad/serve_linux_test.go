@@ -1,23 +1,39 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"maps"
 	"net"
+	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -99,4 +115,330 @@ func TestServeLive(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the lookup did not return")
 	}
+}
+
+// child is a toad process started by a test, with its JSON log.
+type child struct {
+	cmd    *exec.Cmd
+	logs   chan map[string]any // each log line, decoded
+	eof    chan struct{}       // closed when stderr ends
+	mu     sync.Mutex
+	stderr bytes.Buffer     // everything it wrote, for failure messages
+	lines  []map[string]any // every log line, decoded
+}
+
+// startChild starts bin serve inside ns with the given flags and
+// environment, and returns once it logs that it serves.
+func startChild(t *testing.T, ns *netnstest.NS, bin string, env []string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin, "serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, logs: make(chan map[string]any, 1024), eof: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.eof)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				m = map[string]any{"msg": sc.Text()} // the exit line is not JSON
+			}
+			c.mu.Lock()
+			c.stderr.Write(sc.Bytes())
+			c.stderr.WriteByte('\n')
+			c.lines = append(c.lines, m)
+			c.mu.Unlock()
+			select {
+			case c.logs <- m:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Kill()
+			<-c.eof
+			c.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("toad's log:\n%s", c.log())
+		}
+	})
+	c.waitLog(t, "serving")
+	return c
+}
+
+func (c *child) log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stderr.String()
+}
+
+// waitLog returns the next log line with message msg, skipping others.
+func (c *child) waitLog(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case m := <-c.logs:
+			if m["msg"] == msg {
+				return m
+			}
+		case <-c.eof:
+			t.Fatalf("toad's log ended before %q", msg)
+		case <-deadline:
+			t.Fatalf("no %q in toad's log", msg)
+		}
+	}
+}
+
+// stop sends SIGTERM and returns the exit status.
+func (c *child) stop(t *testing.T) int {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-c.eof
+	err := c.cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// dialIn dials address from inside ns.
+func dialIn(ns *netnstest.NS) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (c net.Conn, err error) {
+		err = ns.Do(func() (err error) {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// httpIn is an HTTP client whose connections start inside ns.
+func httpIn(ns *netnstest.NS) *http.Client {
+	dial := dialIn(ns)
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dial(ctx, addr)
+		}},
+	}
+}
+
+// grpcIn connects to addr from inside ns.
+func grpcIn(t *testing.T, ns *netnstest.NS, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialIn(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// TestServeBinary runs the real toad binary, configured as in a pod
+// (environment variables, JSON log, default listeners), in a network
+// namespace capturing on a veth: crafted handshakes from the peer
+// namespace are resolved over the unix socket, /metrics counts them under
+// their names, gRPC health answers on the pod address, SIGTERM turns
+// health away, writes the snapshot and exits 0, and the restarted binary
+// resolves the connection learnt before the restart.
+func TestServeBinary(t *testing.T) {
+	privtest.Require(t, "ip")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "toad")
+	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v0.0.0-test", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "toad v0.0.0-test\n") {
+		t.Errorf("toad version: %q, %v; want the stamped version first", out, err)
+	}
+
+	pod, peer := netnstest.New(t, "servebin"), netnstest.New(t, "servebin")
+	netnstest.Veth(t, pod, "veth-a", peer, "veth-b")
+	// craft's Ethernet frames go to 02:00:00:00:00:01.
+	pod.IP(t, "link set veth-a address 02:00:00:00:00:01", "addr add 192.0.2.20/24 dev veth-a")
+	peer.IP(t, "addr add 192.0.2.21/24 dev veth-b")
+
+	sock := filepath.Join(dir, "run", "toad.sock")
+	snap := filepath.Join(dir, "state", "table.snap")
+	env := []string{
+		"TOAD_INTERFACE=veth-a",
+		"TOAD_SOCKET=" + sock,
+		"TOAD_SNAPSHOT=" + snap,
+		"TOAD_TRUSTED_PROXIES=198.51.100.0/24",
+		"TOAD_LOG_FORMAT=json",
+	}
+	toad := startChild(t, pod, bin, env, "--drain", "3s")
+
+	local := netip.MustParseAddrPort("192.0.2.20:8080")
+	real := netip.MustParseAddrPort("203.0.113.7:51234")
+	trusted := netip.MustParseAddrPort("198.51.100.10:40001")
+	forged := netip.MustParseAddrPort("192.0.2.99:40002")   // not a trusted proxy
+	plain := netip.MustParseAddrPort("198.51.100.10:40003") // a trusted proxy, no TOA
+	eth := craft.Framing{Link: decode.LinkEthernet}
+	// The connection looked up goes last: once it resolves, the capture,
+	// which keeps the order of one interface's packets, has seen the rest.
+	sendFrames(t, peer, "veth-b",
+		craft.Frame(eth, &craft.Segment{Src: forged, Dst: local, Flags: decode.SYN, Seq: 500,
+			Options: craft.Opts(craft.MSS(1460), craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.66:1")))}),
+		craft.Frame(eth, &craft.Segment{Src: plain, Dst: local, Flags: decode.SYN, Seq: 700, Options: craft.MSS(1460)}),
+		craft.Frame(eth, &craft.Segment{Src: plain, Dst: local, Flags: decode.RST, Seq: 701}),
+		craft.Frame(eth, &craft.Segment{Src: trusted, Dst: local, Flags: decode.SYN, Seq: 1000,
+			Options: craft.Opts(craft.MSS(1460), craft.TOA(toa.Kind200V4, real))}),
+		craft.Frame(eth, &craft.Segment{Src: trusted, Dst: local, Flags: decode.ACK, Seq: 1001, Ack: 2001,
+			Options: craft.TOA(toa.Kind200V4, real)}),
+	)
+	c, err := client.New(sock, client.WithWait(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got, err := c.Lookup(ctx, trusted, local)
+	if err != nil || got.Client != real || got.Dialect != toa.Kind200V4 {
+		t.Fatalf("Lookup(%v, %v) = %+v, %v; want client %v, dialect 200/8", trusted, local, got, err, real)
+	}
+	c0, err := client.New(sock, client.WithWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c0.Close()
+	if got, err := c0.Lookup(ctx, forged, local); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Lookup of the forged TOA's connection = %+v, %v; want ErrNotFound", got, err)
+	}
+
+	web := httpIn(pod)
+	code, body := scrape(t, web.Get, "127.0.0.1:9470", "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics = %d:\n%s", code, body)
+	}
+	m := parseMetrics(t, body)
+	for series, want := range map[string]float64{
+		"toad_syn_recv_sock_toa_total":                                        1,
+		"toad_syn_recv_sock_no_toa_total":                                     1,
+		"toad_getname_toa_ok_total":                                           1,
+		"toad_getname_toa_empty_total":                                        1,
+		"toad_untrusted_toa_total":                                            1,
+		"toad_conflicts_total":                                                0,
+		"toad_all_peers_trusted":                                              0,
+		`toad_entries{family="ipv4"}`:                                         1,
+		`toad_capture_filter_attached{filter="toa"}`:                          1,
+		"toad_capture_kernel_drops_total":                                     0,
+		"toad_capture_readers":                                                1,
+		`toad_lookup_duration_seconds_count{code="OK",method="Lookup"}`:       1,
+		`toad_lookup_duration_seconds_count{code="NotFound",method="Lookup"}`: 1,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (exported: %v), want %v", series, got, ok, want)
+		}
+	}
+	// The revision depends on how the tree was checked out.
+	info := `toad_build_info{goversion="` + runtime.Version() + `",revision="`
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(m)), func(k string) bool {
+		return strings.HasPrefix(k, info) && strings.HasSuffix(k, `",version="v0.0.0-test"}`) && m[k] == 1
+	}) {
+		t.Errorf("no %s...,version=\"v0.0.0-test\"} 1 in /metrics", info)
+	}
+	if n := m["toad_capture_packets_total"]; n < 5 || m["toad_capture_records_total"] < 5 {
+		t.Errorf("toad_capture_packets_total %v, toad_capture_records_total %v: want the 5 segments sent", n, m["toad_capture_records_total"])
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, _ := scrape(t, web.Get, "127.0.0.1:9470", p); code != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", p, code)
+		}
+	}
+
+	// The kubelet's view, from outside the pod: health on the pod address,
+	// nothing else there.
+	hc := grpcIn(t, peer, "192.0.2.20:50052")
+	h, err := healthpb.NewHealthClient(hc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health on 192.0.2.20:50052: %v, %v; want SERVING", h.GetStatus(), err)
+	}
+	if _, err := toadv1.NewLookupServiceClient(hc).GetStats(ctx, &toadv1.GetStatsRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("GetStats on the health port: %v, want Unimplemented", err)
+	}
+	for _, addr := range []string{"192.0.2.20:50051", "192.0.2.20:9470"} {
+		if conn, err := dialIn(peer)(ctx, addr); err == nil {
+			conn.Close()
+			t.Errorf("%s is reachable from outside the pod; want lookups and metrics on loopback only", addr)
+		}
+	}
+
+	// SIGTERM: health turns away at once, the process drains, writes the
+	// snapshot and exits 0.
+	w, err := healthpb.NewHealthClient(hc).Watch(ctx, &healthpb.HealthCheckRequest{Service: "toad.v1.LookupService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health Watch: %v, %v; want SERVING", r.GetStatus(), err)
+	}
+	exited := make(chan int, 1)
+	go func() { exited <- toad.stop(t) }()
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health after SIGTERM: %v, %v; want NOT_SERVING", r.GetStatus(), err)
+	}
+	if code, _ := scrape(t, web.Get, "127.0.0.1:9470", "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the drain = %d, want 503", code)
+	}
+	if code := <-exited; code != 0 {
+		t.Fatalf("toad exited %d after SIGTERM, want 0", code)
+	}
+	written := toad.find(t, "snapshot written")
+	if written["connections"] != 1.0 {
+		t.Errorf("snapshot written with %v connections, want 1", written["connections"])
+	}
+	b, err := os.ReadFile(snap)
+	if err != nil || !bytes.HasPrefix(b, []byte("TOADCTBL")) {
+		t.Fatalf("snapshot %s: %q, %v; want a TOADCTBL snapshot", snap, b[:min(len(b), 8)], err)
+	}
+
+	// The restart resolves the connection learnt before it.
+	toad = startChild(t, pod, bin, env, "--drain", "0s")
+	c2, err := client.New(sock, client.WithWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	got, err = c2.Lookup(ctx, trusted, local)
+	if err != nil || got.Client != real || got.Dialect != toa.Kind200V4 {
+		t.Errorf("after the restart, Lookup(%v, %v) = %+v, %v; want client %v", trusted, local, got, err, real)
+	}
+	if code := toad.stop(t); code != 0 {
+		t.Errorf("toad exited %d after the second SIGTERM, want 0", code)
+	}
+	loaded := toad.find(t, "snapshot loaded")
+	if loaded["connections"] != 1.0 {
+		t.Errorf("snapshot loaded %v connections, want 1", loaded["connections"])
+	}
+}
+
+// find returns the first log line with message msg so far.
+func (c *child) find(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.lines {
+		if m["msg"] == msg {
+			return m
+		}
+	}
+	t.Fatalf("no %q in toad's log", msg)
+	return nil
 }

@@ -31,17 +31,30 @@ type NS struct {
 // loopback up, and deletes it when the test ends.
 func New(t testing.TB, prefix string) *NS {
 	t.Helper()
-	name := fmt.Sprintf("toadtest-%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
+	ns, err := Open(prefix)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
+		if err := ns.Close(); err != nil {
+			t.Error(err)
 		}
 	})
-	ns.IP(t, "link set lo up")
+	return ns
+}
+
+// Open is New for code that is not a test, a benchmark harness for
+// example: it returns an error instead of failing a test, and the caller
+// deletes the namespace with Close.
+func Open(prefix string) (*NS, error) {
+	name := fmt.Sprintf("toadtest-%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, bytes.TrimSpace(out))
+	}
+	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
+	if err := ns.Run("link set lo up"); err != nil {
+		return nil, errors.Join(err, ns.Close())
+	}
 	// Without duplicate address detection, IPv6 addresses, link-local ones
 	// included, work the moment a link is up; with it, a router resolves
 	// no neighbor for a second or two.
@@ -55,9 +68,17 @@ func New(t testing.TB, prefix string) *NS {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("turn off IPv6 DAD in %s: %v", name, err)
+		return nil, errors.Join(fmt.Errorf("turn off IPv6 DAD in %s: %w", name, err), ns.Close())
 	}
-	return ns
+	return ns, nil
+}
+
+// Close deletes the namespace of Open.
+func (ns *NS) Close() error {
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %w: %s", ns.Name, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // IP runs ip(8) inside the namespace, one command per argument, each
@@ -65,8 +86,15 @@ func New(t testing.TB, prefix string) *NS {
 // "addr add 192.0.2.1/24 dev eth0"). It fails t on the first error.
 func (ns *NS) IP(t testing.TB, cmds ...string) {
 	t.Helper()
+	if err := ns.Run(cmds...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Run is IP for code that is not a test: it returns the first error.
+func (ns *NS) Run(cmds ...string) error {
 	if len(cmds) == 0 {
-		return
+		return nil
 	}
 	for i, c := range cmds {
 		cmds[i] = noDAD(c)
@@ -74,8 +102,9 @@ func (ns *NS) IP(t testing.TB, cmds ...string) {
 	cmd := exec.Command("ip", "-n", ns.Name, "-batch", "-")
 	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ip -n %s: %v: %s\ncommands:\n%s", ns.Name, err, bytes.TrimSpace(out), strings.Join(cmds, "\n"))
+		return fmt.Errorf("ip -n %s: %w: %s\ncommands:\n%s", ns.Name, err, bytes.TrimSpace(out), strings.Join(cmds, "\n"))
 	}
+	return nil
 }
 
 // noDAD adds "nodad" to an IPv6 "addr add": even with accept_dad off, a new
@@ -95,24 +124,42 @@ func noDAD(cmd string) string {
 // 15 bytes; they need only be unique within their namespace.
 func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 	t.Helper()
-	a.IP(t,
+	if err := Connect(a, aName, b, bName); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Connect is Veth for code that is not a test.
+func Connect(a *NS, aName string, b *NS, bName string) error {
+	err := a.Run(
 		fmt.Sprintf("link add %s type veth peer name %s netns %s", aName, bName, b.Name),
 		fmt.Sprintf("link set %s up", aName))
-	b.IP(t, fmt.Sprintf("link set %s up", bName))
+	if err != nil {
+		return err
+	}
+	return b.Run(fmt.Sprintf("link set %s up", bName))
 }
 
 // Sysctl sets a network sysctl inside the namespace, for example
 // Sysctl(t, "net.ipv4.ip_forward", "1").
 func (ns *NS) Sysctl(t testing.TB, key, value string) {
 	t.Helper()
+	if err := ns.SetSysctl(key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SetSysctl is Sysctl for code that is not a test.
+func (ns *NS) SetSysctl(key, value string) error {
 	if !strings.HasPrefix(key, "net.") {
-		t.Fatalf("sysctl %s: only net.* keys are per namespace", key)
+		return fmt.Errorf("sysctl %s: only net.* keys are per namespace", key)
 	}
 	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
 	err := ns.Do(func() error { return os.WriteFile(path, []byte(value), 0o644) })
 	if err != nil {
-		t.Fatalf("sysctl %s=%s in %s: %v", key, value, ns.Name, err)
+		return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns.Name, err)
 	}
+	return nil
 }
 
 // Do runs fn on an OS thread that has joined the namespace, and returns

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/capture"
+	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/toa"
+)
+
+const serveUsage = `usage: toad serve [flags]
+
+Captures TCP segments carrying TOAs, keeps the connection table, and
+answers the toad.v1.LookupService over gRPC on a unix socket and on
+loopback TCP. With --pcap it replays capture files into the table instead
+of capturing, then keeps serving what they held (the table is then frozen:
+nothing expires).
+
+Health (grpc.health.v1) turns SERVING, and /readyz 200, once the capture
+is attached (or the files are loaded) and the snapshot is loaded. Health
+answers on the API listeners and, alone, on --health-listen; /metrics,
+/healthz and /readyz on --metrics-listen.
+
+SIGINT or SIGTERM: NOT_SERVING (and /readyz 503) for --drain, a graceful
+stop of the API, bounded by --shutdown-timeout (drain included), then the
+capture stops and the table is written to --snapshot. At start, the
+snapshot is loaded, without the closed connections whose linger has
+passed; a snapshot that is not intact is moved aside to FILE.corrupt, and
+toad starts empty.
+
+Every flag may also be set in the environment as TOAD_ and the flag's
+name in capitals with underscores (--trusted-proxies: TOAD_TRUSTED_PROXIES,
+--allow-remote: TOAD_ALLOW_REMOTE=true). A flag on the command line wins
+over the environment. TOAD_PCAP takes a comma-separated list.
+
+Exit status: 0 after SIGINT or SIGTERM, 2 for a bad setting, 1 when toad
+could not run (an interface that does not exist, a path it cannot write,
+an address in use, the capture failing).
+
+flags:
+`
+
+// serveConfig is toad serve's configuration, from flags and environment.
+type serveConfig struct {
+	Interface string   // "" captures on every interface
+	Pcaps     []string // replay these instead of capturing
+
+	Socket        string // "" serves no unix socket
+	Listen        string // "" serves no TCP
+	AllowRemote   bool
+	HealthListen  string // "" serves no health-only listener
+	MetricsListen string // "" serves no HTTP
+
+	Trusted     []netip.Prefix
+	Dialects    *toa.Set
+	Linger      time.Duration
+	MaxWait     time.Duration
+	Capacity    int
+	IdleTimeout time.Duration
+	Snapshot    string // "" neither loads nor writes one
+
+	Readers      int
+	RingSize     int
+	BlockSize    int
+	BlockTimeout time.Duration
+	SnapLen      int
+	Filter       capture.Filter
+
+	LogFormat string // text or json
+	LogLevel  slog.Level
+
+	Drain           time.Duration
+	ShutdownTimeout time.Duration
+
+	// FromEnv are the environment variables that set something.
+	FromEnv []string
+	// UnknownEnv are TOAD_* variables that name no setting.
+	UnknownEnv []string
+}
+
+// Defaults of toad serve that have no constant elsewhere.
+const (
+	defaultHealthListen    = ":50052"
+	defaultMetricsListen   = "127.0.0.1:9470"
+	defaultDrain           = time.Second
+	defaultShutdownTimeout = 10 * time.Second
+)
+
+// envPrefix starts the environment variable of every setting.
+const envPrefix = "TOAD_"
+
+// envName is the environment variable of flag name: TOAD_TRUSTED_PROXIES
+// for trusted-proxies.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseServe parses toad serve's arguments, then takes every flag not
+// given on the command line from environ (KEY=value strings, as
+// os.Environ returns). -h prints the usage to help and returns
+// flag.ErrHelp. Errors are usage errors that name the flag or variable.
+func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
+	cfg := serveConfig{
+		Socket:          api.DefaultSocket,
+		Listen:          api.DefaultListen,
+		HealthListen:    defaultHealthListen,
+		MetricsListen:   defaultMetricsListen,
+		Dialects:        toa.DefaultSet(),
+		Linger:          correlate.DefaultLinger,
+		MaxWait:         api.DefaultMaxWait,
+		Capacity:        correlate.DefaultCapacity,
+		Readers:         1,
+		RingSize:        capture.DefaultRingSize,
+		BlockSize:       capture.DefaultBlockSize,
+		BlockTimeout:    capture.DefaultBlockTimeout,
+		SnapLen:         capture.DefaultSnapLen,
+		LogFormat:       "text",
+		LogLevel:        slog.LevelInfo,
+		Drain:           defaultDrain,
+		ShutdownTimeout: defaultShutdownTimeout,
+	}
+	fs := flag.NewFlagSet("toad serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&cfg.Interface, "interface", "", "`name` of the interface to capture on (default: every interface)")
+	fs.Func("pcap", "replay this pcap or pcapng `file` instead of capturing live (repeatable)", func(s string) error {
+		for f := range strings.SplitSeq(s, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				cfg.Pcaps = append(cfg.Pcaps, f)
+			}
+		}
+		return nil
+	})
+
+	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket `path` to serve lookups on (mode 0660, directory made if missing); empty for none")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP `address` to serve lookups on, loopback unless --allow-remote; empty for none")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback: the API reveals client addresses")
+	fs.StringVar(&cfg.HealthListen, "health-listen", cfg.HealthListen, "TCP `address` serving gRPC health alone, for probes; empty for none")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "TCP `address` serving HTTP /metrics, /healthz and /readyz; empty for none")
+
+	fs.Func("trusted-proxies", "comma-separated CIDR `ranges` of the proxies whose TOAs to believe (default: every peer)", func(s string) error {
+		ps, err := parsePrefixes(s)
+		cfg.Trusted = append(cfg.Trusted, ps...)
+		return err
+	})
+	fs.Func("dialects", "TOA dialects to read: default, all, none, or a `list` such as 200/8,254/20 or +253/8,-28/7", func(s string) error {
+		set, err := toa.ParseSet(s)
+		if err == nil {
+			cfg.Dialects = set
+		}
+		return err
+	})
+	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight")
+	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "the most `connections` the table holds; past it, closing then the oldest are evicted")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "forget an open connection that saw no segment for this long (0: keep it until it closes)")
+	fs.StringVar(&cfg.Snapshot, "snapshot", "", "`file` the table is written to at shutdown and loaded from at start; empty for none")
+
+	fs.IntVar(&cfg.Readers, "readers", cfg.Readers, "capture sockets sharing the traffic by flow hash, 1-64")
+	fs.Func("ring-size", "each capture socket's ring, in `bytes` (suffixes KiB, MiB, GiB) (default 4MiB)", func(s string) error {
+		n, err := parseSize(s)
+		cfg.RingSize = n
+		return err
+	})
+	fs.Func("block-size", "the capture ring's block size in `bytes`, a multiple of 4KiB (default 64KiB)", func(s string) error {
+		n, err := parseSize(s)
+		cfg.BlockSize = n
+		return err
+	})
+	fs.DurationVar(&cfg.BlockTimeout, "block-timeout", cfg.BlockTimeout, "the longest the kernel holds a partly filled block, at least 1ms")
+	fs.IntVar(&cfg.SnapLen, "snap-len", cfg.SnapLen, "`bytes` of each packet captured, 128-65535")
+	fs.Func("filter", "the strongest kernel `filter` to try: toa, tcp, direction or none (default toa)", func(s string) error {
+		f, ok := parseFilter(s)
+		if !ok {
+			return errors.New("want toa, tcp, direction or none")
+		}
+		cfg.Filter = f
+		return nil
+	})
+
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
+	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
+	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "on shutdown, how long health reports NOT_SERVING before the API stops taking calls")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound on the drain and the graceful stop of the API together")
+
+	rest, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(help, serveUsage)
+		printFlags(help, fs)
+		return cfg, err
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if err := applyEnv(fs, environ, &cfg); err != nil {
+		return cfg, err
+	}
+	if len(rest) > 0 {
+		return cfg, usagef("unexpected arguments %q (capture files go with --pcap FILE)", rest)
+	}
+	return cfg, cfg.validate()
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, and notes the TOAD_* variables that name no flag.
+func applyEnv(fs *flag.FlagSet, environ []string, cfg *serveConfig) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	known := map[string]*flag.Flag{}
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = f })
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, envPrefix) {
+			continue
+		}
+		f, ok := known[k]
+		if !ok {
+			if !kubernetesServiceVar(k) {
+				cfg.UnknownEnv = append(cfg.UnknownEnv, k)
+			}
+			continue
+		}
+		if given[f.Name] {
+			continue
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			if isBool(f) {
+				err = errors.New("want true or false")
+			}
+			return usagef("%s=%q: %v", k, v, err)
+		}
+		cfg.FromEnv = append(cfg.FromEnv, k)
+	}
+	slices.Sort(cfg.FromEnv)
+	slices.Sort(cfg.UnknownEnv)
+	return nil
+}
+
+// kubernetesServiceVar reports whether k is one of the variables the
+// kubelet sets for a Service named toad (TOAD_SERVICE_HOST, TOAD_PORT,
+// TOAD_PORT_50052_TCP_ADDR...), which are no settings and no typos.
+func kubernetesServiceVar(k string) bool {
+	return k == "TOAD_PORT" || strings.HasPrefix(k, "TOAD_PORT_") || strings.HasPrefix(k, "TOAD_SERVICE_")
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// validate checks the settings that parse one by one but not together, or
+// not within their bounds. Whether the system can honour them (the
+// interface exists, the paths are writable) is checked at start.
+func (c *serveConfig) validate() error {
+	switch {
+	case c.Socket == "" && c.Listen == "":
+		return usagef("--socket and --listen are both empty: nothing to serve lookups on")
+	case len(c.Pcaps) > 0 && c.Interface != "":
+		return usagef("--interface and --pcap: capture live or replay files, not both")
+	case c.Linger <= 0:
+		return usagef("--linger %v: want a positive duration such as 60s", c.Linger)
+	case c.MaxWait < 0:
+		return usagef("--max-wait %v: want 0 or more", c.MaxWait)
+	case c.Capacity < 1 || c.Capacity > correlate.MaxCapacity:
+		return usagef("--capacity %d: want 1 to %d", c.Capacity, correlate.MaxCapacity)
+	case c.IdleTimeout < 0:
+		return usagef("--idle-timeout %v: want 0 (never) or more", c.IdleTimeout)
+	case c.Readers < 1 || c.Readers > 64:
+		return usagef("--readers %d: want 1 to 64", c.Readers)
+	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
+		return usagef("--block-size %d: want a multiple of 4KiB", c.BlockSize)
+	case c.RingSize < c.BlockSize:
+		return usagef("--ring-size %d is smaller than --block-size %d", c.RingSize, c.BlockSize)
+	case c.BlockTimeout < time.Millisecond:
+		return usagef("--block-timeout %v: want 1ms or more", c.BlockTimeout)
+	case c.SnapLen < 128 || c.SnapLen > 65535:
+		return usagef("--snap-len %d: want 128 to 65535", c.SnapLen)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return usagef("--log-format %q: want text or json", c.LogFormat)
+	case c.Drain < 0:
+		return usagef("--drain %v: want 0 or more", c.Drain)
+	case c.ShutdownTimeout <= c.Drain:
+		return usagef("--shutdown-timeout %v leaves no time to stop after --drain %v: want it longer", c.ShutdownTimeout, c.Drain)
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"listen", c.Listen}, {"health-listen", c.HealthListen}, {"metrics-listen", c.MetricsListen},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
+			return usagef("--%s %q: want host:port, such as 127.0.0.1:9470 or :50052", a.flag, a.addr)
+		}
+	}
+	if c.Listen != "" && !c.AllowRemote {
+		// Host names other than localhost are checked once resolved.
+		host, _, _ := net.SplitHostPort(c.Listen)
+		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
+			return usagef("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
+		}
+	}
+	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
+		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)
+	}
+	return nil
+}
+
+// printFlags prints fs's flags the way toad's documentation writes them:
+// with two dashes, and with the environment variable of each.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		if isBool(f) {
+			name = ""
+		}
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s   (%s)\n    \t%s", line, envName(f.Name), strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if !isZeroDefault(f) {
+			if v := reflect.ValueOf(f.Value); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.String {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(w, " (default %v)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// isZeroDefault reports whether f's default goes unsaid: a zero value, or
+// a Func flag's, whose usage says it.
+func isZeroDefault(f *flag.Flag) bool {
+	switch f.DefValue {
+	case "", "0", "0s", "false":
+		return true
+	}
+	return false
+}
+
+// parseSize parses a size in bytes, with an optional binary suffix: 4096,
+// 64KiB, 4MiB, 1GiB (K, M, G alone mean the same).
+func parseSize(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
+}
+
+// parseFilter parses a capture.Filter by its name.
+func parseFilter(s string) (capture.Filter, bool) {
+	for f := capture.FilterTOA; f <= capture.FilterNone; f++ {
+		if f.String() == strings.TrimSpace(s) {
+			return f, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/toad-project/toad/capture"
+	"github.com/toad-project/toad/correlate"
+)
+
+// warnEvery is the shortest time between two warnings about one counter.
+const warnEvery = time.Minute
+
+// housekeepEvery is how often a live toad expires closing connections and
+// looks at its counters.
+const housekeepEvery = time.Second
+
+// counterWarning is a counter whose growth an operator should hear of.
+type counterWarning struct {
+	key  string // the attribute that carries the growth
+	msg  string
+	read func(*correlate.Stats, *capture.Stats) uint64
+}
+
+// counterWarnings are the problems the hot paths count and do not log.
+var counterWarnings = []counterWarning{
+	{"dropped", "the kernel dropped packets because a capture ring was full: raise --ring-size or --readers",
+		func(_ *correlate.Stats, c *capture.Stats) uint64 { return c.Drops }},
+	{"segments", "ignored TOAs from peers outside --trusted-proxies: a client may be forging its address, or a proxy range is missing",
+		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.Untrusted }},
+	{"segments", "ignored TOAs that differed from their connection's first one",
+		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.Conflicts }},
+	{"segments", "segments carried several TOAs: the first was believed, and a client may have added its own",
+		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.MultipleTOA }},
+	{"evicted", "the table was full and evicted open connections, which lookups no longer resolve: raise --capacity",
+		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.EvictionsOpen }},
+}
+
+// warner logs a warning when a watched counter grows: the first time at
+// once, then at most once per interval for each counter, saying how much
+// it grew since its last warning. A flood costs a line a minute and its
+// size is still told.
+type warner struct {
+	log   *slog.Logger
+	every time.Duration
+	last  []uint64    // each counter at its last warning
+	quiet []time.Time // no warning for the counter before this
+}
+
+func newWarner(log *slog.Logger, every time.Duration) *warner {
+	return &warner{
+		log:   log,
+		every: every,
+		last:  make([]uint64, len(counterWarnings)),
+		quiet: make([]time.Time, len(counterWarnings)),
+	}
+}
+
+// check warns of the counters that grew, as far as the limit allows.
+func (w *warner) check(now time.Time, ts *correlate.Stats, cs *capture.Stats) {
+	for i, cw := range counterWarnings {
+		v := cw.read(ts, cs)
+		if v <= w.last[i] || now.Before(w.quiet[i]) {
+			continue
+		}
+		w.log.Warn(cw.msg, cw.key, v-w.last[i], "total", v)
+		w.last[i], w.quiet[i] = v, now.Add(w.every)
+	}
+}
+
+// housekeep runs every tick until stop is closed: it expires the
+// connections whose linger ended, on the wall clock, and warns of the
+// counters that grew.
+func housekeep(stop <-chan struct{}, every time.Duration, table *correlate.Table, captureStats func() capture.Stats, w *warner) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			table.Expire(now)
+			ts, cs := table.Stats(), captureStats()
+			w.check(now, &ts, &cs)
+		case <-stop:
+			return
+		}
+	}
+}
