@@ -32,6 +32,17 @@ type Expirer interface {
 	Expire(now time.Time) int
 }
 
+// Advancer is a Sink told how far a live capture has come: Advance(w)
+// says that every segment the kernel received before w has been passed to
+// Observe. Open reports it to a sink that has the method, each time it
+// rises: as the readers deliver packets (the kernel time of the last one)
+// and, on an idle ring, every few milliseconds. With several readers it is
+// the lowest of theirs. Replay never calls it: a replay is complete when
+// it returns. *correlate.Table is an Advancer.
+type Advancer interface {
+	Advance(w time.Time)
+}
+
 // Config configures a live capture. The zero value captures on every
 // interface with one reader, the default dialects and sidecar-sized rings.
 type Config struct {
@@ -55,7 +66,8 @@ type Config struct {
 	BlockSize int
 	// BlockTimeout is how long the kernel holds a partly filled block
 	// before handing it over, which bounds the delivery delay at low
-	// packet rates; 0 means 2ms. Millisecond granularity.
+	// packet rates; 0 means 2ms. Millisecond granularity. An idle ring's
+	// watermark (see Advancer) trails the clock by this plus 10 to 20ms.
 	BlockTimeout time.Duration
 	// SnapLen is how many bytes of each packet the ring keeps, enough for
 	// the headers; 0 means 512.
@@ -192,8 +204,10 @@ func (c *counters) addTo(s *Stats) {
 type Capture struct {
 	cfg     Config
 	sink    Sink
+	adv     Advancer // sink as an Advancer, or nil
 	dec     *decode.Decoder
 	readers []*reader
+	mark    atomic.Int64 // the watermark last reported to adv, Unix nanoseconds
 
 	stop atomic.Bool
 	wg   sync.WaitGroup
@@ -207,15 +221,17 @@ type Capture struct {
 	closeOnce sync.Once
 }
 
-// Open starts a live capture that hands every decoded segment to sink. It
-// fails with an error saying what to grant when the process lacks
-// CAP_NET_RAW, and wraps errors.ErrUnsupported off Linux.
+// Open starts a live capture that hands every decoded segment to sink,
+// and its watermark too when sink is an Advancer. It fails with an error
+// saying what to grant when the process lacks CAP_NET_RAW, and wraps
+// errors.ErrUnsupported off Linux.
 func Open(cfg Config, sink Sink) (*Capture, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{cfg: cfg, sink: sink, dec: decode.New(cfg.Dialects), done: make(chan struct{})}
+	c.adv, _ = sink.(Advancer)
 	if err := c.open(); err != nil {
 		for _, r := range c.readers {
 			r.close()

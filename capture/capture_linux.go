@@ -17,8 +17,15 @@ import (
 )
 
 // pollTimeout bounds how long a reader waits in poll(2) before it looks at
-// the stop flag again, and so how long Close takes.
-const pollTimeout = 100 * time.Millisecond
+// the stop flag again, and so how long Close takes; an idle ring's
+// watermark rises that often.
+const pollTimeout = 10 * time.Millisecond
+
+// tickSlack bounds how much later than BlockTimeout the kernel hands a
+// partly filled block over: it rounds the timeout up to whole ticks of
+// its timer (10ms at HZ=100, the coarsest) and retires a block on the
+// first tick that finds it holding packets.
+const tickSlack = 10 * time.Millisecond
 
 var fanoutSeq atomic.Uint32
 
@@ -29,6 +36,9 @@ type reader struct {
 	filter         Filter
 	ignoreOutgoing bool
 	counters       counters
+	// mark is the reader's watermark, Unix nanoseconds: it has passed on
+	// every packet the kernel put in its ring before then.
+	mark atomic.Int64
 }
 
 // open creates the readers. Each socket is created bound to no protocol,
@@ -145,10 +155,19 @@ func htons(v uint16) uint16 {
 // run reads the ring until the capture stops.
 func (r *reader) run(c *Capture) error {
 	var rec decode.Record
+	// since is no later than the start of the next read. A read that
+	// times out found no block handed over after polling from since until
+	// since+pollTimeout at least, and the kernel hands a block over at
+	// most BlockTimeout+tickSlack after a packet enters it: every packet
+	// that entered the ring before since+idle is in a block already read.
+	since := time.Now()
+	idle := pollTimeout - (c.cfg.BlockTimeout + tickSlack)
 	for !c.stop.Load() {
 		data, ci, err := r.tp.ZeroCopyReadPacketData()
 		if err != nil {
 			if errors.Is(err, afpacket.ErrTimeout) {
+				c.advance(r, since.Add(idle))
+				since = time.Now()
 				continue
 			}
 			if errors.Is(err, afpacket.ErrPoll) {
@@ -163,12 +182,46 @@ func (r *reader) run(c *Capture) error {
 		r.counters.packets.Add(1)
 		if why := c.dec.Decode(decode.LinkRaw, data, ci.Timestamp, &rec); why != decode.OK {
 			r.counters.failures[why].Add(1)
-			continue
+		} else {
+			c.sink.Observe(&rec)
+			r.counters.records.Add(1)
 		}
-		c.sink.Observe(&rec)
-		r.counters.records.Add(1)
+		// The ring is read in the order packets entered it, and a packet
+		// is stamped before it enters: every packet that entered before
+		// this one's time has been passed on.
+		c.advance(r, ci.Timestamp)
+		if ci.Timestamp.After(since) {
+			since = ci.Timestamp
+		}
 	}
 	return nil
+}
+
+// advance raises r's watermark to w and, when that raises the lowest of
+// the readers', reports it to the sink.
+func (c *Capture) advance(r *reader, w time.Time) {
+	if c.adv == nil {
+		return
+	}
+	ns := w.UnixNano()
+	if ns <= r.mark.Load() {
+		return
+	}
+	r.mark.Store(ns)
+	low := ns
+	for _, o := range c.readers {
+		low = min(low, o.mark.Load())
+	}
+	for {
+		cur := c.mark.Load()
+		if low <= cur {
+			return
+		}
+		if c.mark.CompareAndSwap(cur, low) {
+			break
+		}
+	}
+	c.adv.Advance(time.Unix(0, low))
 }
 
 // kernelStats adds the socket's counters to s.

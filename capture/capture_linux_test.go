@@ -640,3 +640,123 @@ func TestLiveTun(t *testing.T) {
 		t.Errorf("Err() = %v after the interface went away, want ENETDOWN", err)
 	}
 }
+
+// markSink is a collector that is also an Advancer. It checks, as they
+// come, that the watermark never runs ahead of the clock and never passes
+// a record before the record is delivered.
+type markSink struct {
+	*collector
+	mu       sync.Mutex
+	mark     time.Time
+	advances int
+	wrong    []string
+	moved    chan struct{}
+}
+
+func newMarkSink() *markSink {
+	return &markSink{collector: newCollector(), moved: make(chan struct{}, 1)}
+}
+
+func (s *markSink) Observe(r *decode.Record) {
+	s.mu.Lock()
+	if r.Time.Before(s.mark) {
+		s.wrong = append(s.wrong, fmt.Sprintf("%v->%v seq %d stamped %v, delivered after the watermark %v",
+			r.Peer, r.Local, r.Seq, r.Time.Format(time.StampNano), s.mark.Format(time.StampNano)))
+	}
+	s.mu.Unlock()
+	s.collector.Observe(r)
+}
+
+func (s *markSink) Advance(w time.Time) {
+	now := time.Now()
+	s.mu.Lock()
+	switch {
+	case w.After(now):
+		s.wrong = append(s.wrong, fmt.Sprintf("watermark %v reported at %v, ahead of the clock", w.Format(time.StampNano), now.Format(time.StampNano)))
+	case !w.After(s.mark):
+		s.wrong = append(s.wrong, fmt.Sprintf("watermark %v reported after %v, not higher", w.Format(time.StampNano), s.mark.Format(time.StampNano)))
+	}
+	s.mark = w
+	s.advances++
+	s.mu.Unlock()
+	select {
+	case s.moved <- struct{}{}:
+	default:
+	}
+}
+
+// waitMark waits until the watermark reaches at, or fails t at the
+// deadline.
+func (s *markSink) waitMark(t *testing.T, what string, at time.Time) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		m := s.mark
+		s.mu.Unlock()
+		if !m.Before(at) {
+			return
+		}
+		select {
+		case <-s.moved:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for the watermark to reach %s (%v): it is at %v", what, at.Format(time.StampNano), m.Format(time.StampNano))
+		}
+	}
+}
+
+// TestLiveWatermark: a capture with two readers reports its watermark to
+// an Advancer sink: it rises on an idle ring, and past each burst of
+// packets once they are delivered; it never runs ahead of the clock, and
+// no packet stamped before it is delivered after it.
+func TestLiveWatermark(t *testing.T) {
+	privtest.Require(t, "ip")
+	a, b := vethPair(t)
+	sink := newMarkSink()
+	c := openIn(t, a, Config{Interface: "veth-a", Readers: 2}, sink)
+
+	idle := time.Now()
+	sink.waitMark(t, "the time the capture opened, on an idle ring", idle)
+
+	const bursts, perBurst = 10, 20
+	port := uint16(30000)
+	for i := range bursts {
+		// Each burst lands at another point of the readers' poll cycles,
+		// which restart when the previous burst has been read.
+		time.Sleep(time.Duration(i) * pollTimeout / bursts)
+		var packets [][]byte
+		for range perBurst {
+			port++
+			seg := craft.Segment{Src: netip.AddrPortFrom(proxy4.Addr(), port), Dst: server4, Flags: decode.SYN, Seq: uint32(port)}
+			packets = append(packets, seg.IP())
+		}
+		sendIn(t, b, "veth-b", macA, packets)
+		sent := time.Now()
+		recs := sink.waitFor(t, fmt.Sprintf("burst %d", i), func(recs []decode.Record) bool { return len(recs) >= (i+1)*perBurst })
+		last := recs[0].Time
+		for _, r := range recs {
+			if r.Time.After(last) {
+				last = r.Time
+			}
+		}
+		sink.waitMark(t, fmt.Sprintf("the last packet of burst %d", i), last)
+		sink.waitMark(t, fmt.Sprintf("the end of burst %d, the ring idle again", i), sent)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for i, w := range sink.wrong {
+		if i == 10 {
+			t.Errorf("and %d more", len(sink.wrong)-10)
+			break
+		}
+		t.Error(w)
+	}
+	if st := c.Stats(); st.Records != bursts*perBurst || st.Drops != 0 {
+		t.Errorf("got %d records, %d drops; want %d, 0", st.Records, st.Drops, bursts*perBurst)
+	}
+	t.Logf("%d records, %d watermark advances", bursts*perBurst, sink.advances)
+}

@@ -10,6 +10,13 @@
 // and what the host sends never carries a TOA. Elsewhere Open returns an
 // error wrapping errors.ErrUnsupported.
 //
+// A live capture also keeps a watermark for sinks that are Advancers: the
+// time before which every packet the kernel put in its rings has been
+// handed to the sink. It follows the kernel time of the packets delivered
+// and, on an idle ring, rises every 10ms to BlockTimeout+10ms behind the
+// clock, so that a lookup can wait for the capture to catch up with the
+// moment it was made.
+//
 // Replay reads pcap and pcapng files, stamping each record with its
 // capture time, so a Sink whose clock follows the records behaves as it
 // did on the wire.

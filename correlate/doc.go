@@ -14,5 +14,8 @@
 // A Table is safe for concurrent use. It has no goroutines: segments carry
 // its clock and the owner calls Expire. Its zero value is not usable; call
 // New. Lookups may wait for a key not yet present (a TOA that arrives with
-// the handshake's last ACK), woken by the insert of that key alone.
+// the handshake's last ACK), woken by the insert of that key alone. With
+// Config.Barrier, lookups that find a closing entry wait for the source's
+// watermark (Advance) to pass the moment of the call, since a proxy may
+// have reused the key for a connection the source has not delivered yet.
 package correlate

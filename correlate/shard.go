@@ -98,7 +98,7 @@ type counters struct {
 
 // lookupCounters are counted by lookups, which hold only the read lock.
 type lookupCounters struct {
-	ok, notFound, timedOut, canceled atomic.Uint64
+	ok, notFound, timedOut, canceled, stale atomic.Uint64
 }
 
 // recentLen is how many keys a shard remembers having counted as closed

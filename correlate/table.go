@@ -47,6 +47,21 @@ type Config struct {
 	// Trusted are the proxy ranges whose TOAs are believed. Empty means
 	// every peer is trusted, which Stats.AllTrusted reports.
 	Trusted []netip.Prefix
+	// Barrier makes lookups of closing entries wait for the source to
+	// catch up with them. Proxies reuse their ports, so a closing entry's
+	// key may already belong to a new connection whose SYN the source has
+	// not delivered yet. With Barrier, a Lookup with a wait that finds a
+	// closing entry first waits, within its wait, until the source has
+	// delivered every segment received before the call (see Advance), then
+	// reads the key again; when the wait runs out first it answers
+	// ErrNotFound, never the closing entry, and counts the lookup in
+	// Stats.LookupsStale. Lookups without a wait, and lookups that find an
+	// open entry, answer at once as without Barrier. The source must call
+	// Advance as it goes (capture.Open does for a sink that has the
+	// method) or Seal once it is complete; until then no waiting lookup is
+	// answered with a closing entry. Off (the default), lookups answer
+	// what the table holds: right for a table fed directly or by a replay.
+	Barrier bool
 }
 
 // Table maps connections to the real clients their proxies named. It is
@@ -66,6 +81,12 @@ type Table struct {
 
 	untrusted atomic.Uint64
 	closed    atomic.Bool
+
+	barrier bool
+	mark    atomic.Int64 // the watermark, Unix nanoseconds; noTime before the first Advance
+	nMarkW  atomic.Int64 // lookups waiting for the watermark
+	markMu  sync.Mutex
+	markW   markHeap // lookups waiting for the watermark, earliest first
 
 	subsMu sync.Mutex
 	subs   atomic.Pointer[[]*Subscription] // nil when there are none
@@ -101,12 +122,14 @@ func New(cfg Config) (*Table, error) {
 		cfg.Linger = DefaultLinger
 	}
 	t := &Table{
-		shards: make([]shard, cfg.Shards),
-		shift:  uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
-		cap:    int64(cfg.Capacity),
-		linger: int64(cfg.Linger),
-		idle:   int64(cfg.IdleTimeout),
+		shards:  make([]shard, cfg.Shards),
+		shift:   uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
+		cap:     int64(cfg.Capacity),
+		linger:  int64(cfg.Linger),
+		idle:    int64(cfg.IdleTimeout),
+		barrier: cfg.Barrier,
 	}
+	t.mark.Store(noTime)
 	for i, p := range cfg.Trusted {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("invalid Config.Trusted[%d] %v: want a CIDR such as 192.0.2.0/24", i, p)
@@ -502,11 +525,36 @@ func (t *Table) Get(k Key) (e Entry, ok bool) {
 	return e, ok
 }
 
-// Lookup returns k's entry. With wait 0 it answers at once; otherwise it
-// waits up to wait for the key to be inserted, woken by that insert alone.
-// A key still absent yields ErrNotFound (with ErrClosed when the table is
-// closed); ctx ending first yields ctx.Err(). Each call is counted in
-// Stats as answered, not found, timed out or canceled.
+// read sets *e, zero, to the entry of p, whose hash is h and key *k, and
+// returns its ref, or 0 when there is none.
+func (s *shard) read(e *Entry, p *pkey, h uint32, k *Key) uint32 {
+	s.mu.RLock()
+	ref := s.find(p, h)
+	if ref != 0 {
+		s.fill(e, ref, k)
+	}
+	s.mu.RUnlock()
+	return ref
+}
+
+// Lookup returns k's entry. With wait 0 it answers at once with what the
+// table holds; otherwise it waits up to wait for the key to be inserted,
+// woken by that insert alone. A key still absent yields ErrNotFound (with
+// ErrClosed when the table is closed); ctx ending first yields ctx.Err().
+//
+// With Config.Barrier, a lookup with a wait that finds a closing entry
+// first waits for the watermark to reach the time of the call (see
+// Advance), then answers what the key holds then: the closing entry, a new
+// connection's entry, or, the key now absent, what the rest of the wait
+// brings. If the wait ends before the watermark gets there, it answers
+// ErrNotFound rather than a client that may be an earlier connection's.
+// An open entry is answered at once: a SYN that starts a new connection on
+// its key replaces it, but only once the source delivers that SYN, so a
+// lookup racing the capture of a reused key whose previous connection's
+// FIN or RST the capture never saw still gets the previous client.
+//
+// Each call is counted in Stats as answered, not found, timed out (stale
+// ones among them) or canceled.
 func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, error) {
 	var p pkey
 	p.setKey(&k)
@@ -514,13 +562,21 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	h32 := uint32(h)
 	s := t.shardOf(h)
 	var e Entry
-	s.mu.RLock()
-	ref := s.find(&p, h32)
-	if ref != 0 {
-		s.fill(&e, ref, &k)
+	ref := s.read(&e, &p, h32, &k)
+	// With the barrier, a closing entry's key may be a new connection's
+	// by now: behind, until the watermark passes the call.
+	behind := ref != 0 && wait > 0 && t.barrier && e.State == StateClosing
+	var at int64
+	if behind {
+		at = time.Now().UnixNano()
+		if t.mark.Load() >= at {
+			// It had passed already: read again what it covers.
+			e = Entry{}
+			ref = s.read(&e, &p, h32, &k)
+			behind = false
+		}
 	}
-	s.mu.RUnlock()
-	if ref != 0 {
+	if ref != 0 && !behind {
 		s.look.ok.Add(1)
 		return e, nil
 	}
@@ -534,6 +590,21 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	if behind {
+		switch err := t.awaitMark(ctx, at, timer.C); {
+		case err == nil:
+		case errors.Is(err, errStale):
+			s.look.timedOut.Add(1)
+			s.look.stale.Add(1)
+			return Entry{}, ErrNotFound
+		case errors.Is(err, ErrClosed):
+			s.look.notFound.Add(1)
+			return Entry{}, err
+		default:
+			s.look.canceled.Add(1)
+			return Entry{}, err
+		}
+	}
 	w := &waiter{}
 	for {
 		s.mu.Lock()
@@ -677,6 +748,11 @@ type Stats struct {
 	LookupsNotFound uint64 // lookups without waiting for a key not held (or on a closed table)
 	LookupsTimedOut uint64 // lookups whose wait ended without the key
 	LookupsCanceled uint64 // lookups whose context ended first
+	// LookupsStale counts those of LookupsTimedOut that found a closing
+	// entry and whose wait ended before the source had caught up with
+	// the call (Config.Barrier): answered not found, since the key may
+	// already be a new connection's.
+	LookupsStale uint64
 
 	// Conflicts counts TOAs that differed from their connection's first
 	// one and were ignored.
@@ -730,6 +806,7 @@ func (t *Table) Stats() Stats {
 		st.LookupsNotFound += s.look.notFound.Load()
 		st.LookupsTimedOut += s.look.timedOut.Load()
 		st.LookupsCanceled += s.look.canceled.Load()
+		st.LookupsStale += s.look.stale.Load()
 	}
 	st.EntriesIPv4 = st.Entries - st.EntriesIPv6
 	return st
@@ -737,7 +814,7 @@ func (t *Table) Stats() Stats {
 
 // Close ends every subscription and releases every waiting lookup, which
 // returns ErrNotFound and ErrClosed. The table still answers Get, Lookup
-// without waiting and Observe afterwards. Close is idempotent.
+// without waiting, Observe and Advance afterwards. Close is idempotent.
 func (t *Table) Close() {
 	if !t.closed.CompareAndSwap(false, true) {
 		return
@@ -753,6 +830,7 @@ func (t *Table) Close() {
 		s.waiters = nil
 		s.mu.Unlock()
 	}
+	t.releaseMarkWaiters()
 	t.subsMu.Lock()
 	subs := t.subs.Swap(nil)
 	t.subsMu.Unlock()

@@ -295,17 +295,12 @@ func TestEndToEnd(t *testing.T) {
 // which toad still holds as closing (it answers those for --linger). The
 // second run's connections come a few at a time, so the origin's lookup
 // right after accept reaches toad before the capture has delivered the
-// new handshake (the ring hands over its blocks every 2 ms).
-//
-// toad answers those lookups with the first run's clients today: a lookup
-// that finds an entry, closing or not, never waits for the capture to
-// catch up with the moment of the call. The test is skipped until that is
-// fixed; TOAD_E2E_PORT_REUSE=1 runs it.
+// new handshake (the ring hands over its blocks every 2 ms). A lookup that
+// finds a closing entry waits for the capture to catch up with the moment
+// of the call, so every connection gets its own client, never the
+// previous one on its 4-tuple.
 func TestProxyPortReuse(t *testing.T) {
 	privtest.Require(t, "ip")
-	if os.Getenv("TOAD_E2E_PORT_REUSE") == "" {
-		t.Skip("known issue: a lookup racing the capture of a reused 4-tuple's new handshake gets the previous connection's client; TOAD_E2E_PORT_REUSE=1 runs this test")
-	}
 	b := newBed(t)
 	// One proxy for both runs, so that each connection's last ACK reaches
 	// the origin and no socket there still holds a 4-tuple when it comes
@@ -340,7 +335,12 @@ func TestProxyPortReuse(t *testing.T) {
 			}
 			check(t, conns, answers, proxyAddr4, same, nil)
 			st := b.stats(t).GetTable()
-			t.Logf("toad: %d SYNs without TOA, %d 4-tuples reused, %d TOA conflicts", st.GetSynsWithoutToa(), st.GetReused(), st.GetConflicts())
+			var lat []time.Duration
+			for _, a := range answers {
+				lat = append(lat, a.latency)
+			}
+			t.Logf("toad: %d SYNs without TOA, %d 4-tuples reused, %d TOA conflicts; accept→answer p50 %.2fms p99 %.2fms",
+				st.GetSynsWithoutToa(), st.GetReused(), st.GetConflicts(), ms(percentile(lat, 50)), ms(percentile(lat, 99)))
 		})
 	}
 }
