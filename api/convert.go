@@ -51,19 +51,16 @@ func invalidArgument(field, msg string) error {
 	return st.Err()
 }
 
-// fillConnection writes e into c, with ts as its first-seen time; peer and
-// local are the connection's addresses as the caller wants them shown.
-// Taking the messages from the caller lets a batch allocate them together.
+// fillConnection writes e into c, all but the client's text (setClient's),
+// with ts as its first-seen time; peer and local are the connection's
+// addresses as the caller wants them shown. Taking the messages from the
+// caller lets a batch allocate them together.
 func fillConnection(c *toadv1.Connection, ts *timestamppb.Timestamp, peer, local string, e *correlate.Entry) {
 	c.Peer, c.Local = peer, local
-	cl := &e.Client
-	c.Client = cl.String()
-	c.ClientIp = c.Client
-	if cl.HasPort {
+	if cl := &e.Client; cl.HasPort {
 		c.ClientPort = uint32(cl.Port)
-		c.ClientIp = strings.TrimSuffix(strings.TrimPrefix(c.Client[:strings.LastIndexByte(c.Client, ':')], "["), "]")
 	}
-	c.Dialect = dialectText(cl.Dialect)
+	c.Dialect = dialectText(e.Client.Dialect)
 	if !e.FirstSeen.IsZero() {
 		ts.Seconds, ts.Nanos = e.FirstSeen.Unix(), int32(e.FirstSeen.Nanosecond())
 		c.FirstSeen = ts
@@ -71,9 +68,30 @@ func fillConnection(c *toadv1.Connection, ts *timestamppb.Timestamp, peer, local
 	c.State = connectionState(e.State)
 }
 
+// setClient sets c's client and client_ip from text, the client as
+// toa.Client.String writes it; hasPort is the client's HasPort.
+func setClient(c *toadv1.Connection, text string, hasPort bool) {
+	c.Client, c.ClientIp = text, text
+	if hasPort {
+		c.ClientIp = strings.TrimSuffix(strings.TrimPrefix(text[:strings.LastIndexByte(text, ':')], "["), "]")
+	}
+}
+
+// appendClient appends c as toa.Client.String writes it.
+func appendClient(b []byte, c *toa.Client) []byte {
+	switch {
+	case c.IsZero():
+		return b
+	case !c.HasPort:
+		return c.Addr.AppendTo(b)
+	}
+	return netip.AddrPortFrom(c.Addr, c.Port).AppendTo(b)
+}
+
 func newConnection(peer, local string, e *correlate.Entry) *toadv1.Connection {
 	c := new(toadv1.Connection)
 	fillConnection(c, new(timestamppb.Timestamp), peer, local, e)
+	setClient(c, e.Client.String(), e.Client.HasPort)
 	return c
 }
 
@@ -134,5 +152,6 @@ func tableStats(st correlate.Stats) *toadv1.TableStats {
 		Reused:          st.Reused,
 		EvictionsOpen:   st.EvictionsOpen,
 		IdleExpired:     st.IdleExpired,
+		LookupsStale:    st.LookupsStale,
 	}
 }

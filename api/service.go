@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -89,34 +90,68 @@ func lookupError(err error, peer, local string, wait time.Duration) error {
 	return status.Errorf(codes.Unavailable, "lookup: %v", err)
 }
 
+// batchItem holds the messages of one result of a batch, so that a batch
+// allocates them all at once, and where the client's text lies in the
+// batch's text.
+type batchItem struct {
+	result     toadv1.BatchLookupResult
+	conn       toadv1.Connection
+	ts         timestamppb.Timestamp
+	start, end int32
+	hasPort    bool
+}
+
+// clientTextLen is the room a batch makes for each client's text at first:
+// an IPv4 client with its port.
+const clientTextLen = len("255.255.255.255:65535")
+
 func (s *service) BatchLookup(ctx context.Context, req *toadv1.BatchLookupRequest) (*toadv1.BatchLookupResponse, error) {
 	keys := req.GetKeys()
 	if len(keys) > s.cfg.MaxBatch {
 		return nil, status.Errorf(codes.ResourceExhausted, "%d keys in one batch; this server takes at most %d: split the batch", len(keys), s.cfg.MaxBatch)
 	}
-	// One allocation per kind of message for the whole batch.
-	results := make([]toadv1.BatchLookupResult, len(keys))
-	conns := make([]toadv1.Connection, len(keys))
-	times := make([]timestamppb.Timestamp, len(keys))
+	items := make([]batchItem, len(keys))
 	resp := &toadv1.BatchLookupResponse{Results: make([]*toadv1.BatchLookupResult, len(keys))}
+	// The clients are written once into one buffer, which becomes one
+	// string that the results share.
+	text := make([]byte, 0, len(keys)*clientTextLen)
+	// A batch usually asks about connections to one local address: it is
+	// parsed once for as long as it repeats.
+	var (
+		local     string
+		localAddr netip.AddrPort
+	)
 	for i, key := range keys {
-		resp.Results[i] = &results[i]
-		peer, local := key.GetPeer(), key.GetLocal()
-		k, err := parseKey("", peer, local)
+		it := &items[i]
+		resp.Results[i] = &it.result
+		p, err := parseAddr("peer", key.GetPeer())
+		if err == nil && (key.GetLocal() != local || !localAddr.IsValid()) {
+			local = key.GetLocal()
+			localAddr, err = parseAddr("local", local)
+		}
 		if err != nil {
-			_, err = parseKey("keys["+strconv.Itoa(i)+"].", peer, local)
+			_, err = parseKey("keys["+strconv.Itoa(i)+"].", key.GetPeer(), key.GetLocal())
 			return nil, err
 		}
-		e, err := s.table.Lookup(ctx, k, 0)
+		e, err := s.table.Lookup(ctx, correlate.KeyOf(p, localAddr), 0)
 		if err != nil {
 			if errors.Is(err, correlate.ErrNotFound) {
 				continue
 			}
-			return nil, lookupError(err, peer, local, 0)
+			return nil, lookupError(err, key.GetPeer(), key.GetLocal(), 0)
 		}
-		results[i].Found = true
-		results[i].Connection = &conns[i]
-		fillConnection(&conns[i], &times[i], "", "", &e) // the caller has the keys
+		it.result.Found = true
+		it.result.Connection = &it.conn
+		fillConnection(&it.conn, &it.ts, "", "", &e) // the caller has the keys
+		it.start = int32(len(text))
+		text = appendClient(text, &e.Client)
+		it.end, it.hasPort = int32(len(text)), e.Client.HasPort
+	}
+	all := string(text)
+	for i := range items {
+		if it := &items[i]; it.result.Found {
+			setClient(&it.conn, all[it.start:it.end], it.hasPort)
+		}
 	}
 	return resp, nil
 }

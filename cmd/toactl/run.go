@@ -160,7 +160,7 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 		{"entries_ipv6", t.GetEntriesIpv6()}, {"closing", t.GetClosing()},
 		{"conns_with_toa", t.GetConnsWithToa()}, {"conns_without_toa", t.GetConnsWithoutToa()}, {"syns_without_toa", t.GetSynsWithoutToa()},
 		{"lookups_ok", t.GetLookupsOk()}, {"lookups_not_found", t.GetLookupsNotFound()},
-		{"lookups_timed_out", t.GetLookupsTimedOut()}, {"lookups_canceled", t.GetLookupsCanceled()},
+		{"lookups_timed_out", t.GetLookupsTimedOut()}, {"lookups_stale", t.GetLookupsStale()}, {"lookups_canceled", t.GetLookupsCanceled()},
 		{"conflicts", t.GetConflicts()}, {"multiple_toa", t.GetMultipleToa()}, {"untrusted", t.GetUntrusted()}, {"reused", t.GetReused()},
 		{"evictions", t.GetEvictions()}, {"evictions_open", t.GetEvictionsOpen()}, {"expired", t.GetExpired()}, {"idle_expired", t.GetIdleExpired()},
 	}

@@ -32,11 +32,11 @@ type Collector struct {
 	table   *correlate.Table
 	capture CaptureFunc
 
-	connsTOA, connsNoTOA, synsNoTOA                 *prometheus.Desc
-	lookupsOK, lookupsEmpty, lookupsTimeout, cancel *prometheus.Desc
-	conflicts, multiple, untrusted, reused          *prometheus.Desc
-	evictions, expirations                          *prometheus.Desc
-	entries, closing, capacity, allTrusted          *prometheus.Desc
+	connsTOA, connsNoTOA, synsNoTOA                        *prometheus.Desc
+	lookupsOK, lookupsEmpty, lookupsTimeout, stale, cancel *prometheus.Desc
+	conflicts, multiple, untrusted, reused                 *prometheus.Desc
+	evictions, expirations                                 *prometheus.Desc
+	entries, closing, capacity, allTrusted                 *prometheus.Desc
 
 	packets, records, failures                  *prometheus.Desc
 	kernelPackets, drops, freezes, filter, rdrs *prometheus.Desc
@@ -58,6 +58,7 @@ func NewCollector(t *correlate.Table, capture CaptureFunc) *Collector {
 		lookupsOK:      d("getname_toa_ok_total", "Lookups answered with a real client (toa_stats getname_toa_ok)."),
 		lookupsEmpty:   d("getname_toa_empty_total", "Lookups of a connection the table does not hold, answered at once with NOT_FOUND (toa_stats getname_toa_empty)."),
 		lookupsTimeout: d("lookup_timeouts_total", "Lookups that waited for a handshake and gave up without it (NOT_FOUND)."),
+		stale:          d("lookup_stale_total", "Lookups among the timeouts that found a closing connection the capture could not confirm in time, since a proxy may have reused its 4-tuple."),
 		cancel:         d("lookup_canceled_total", "Lookups whose caller gave up first."),
 		conflicts:      d("conflicts_total", "TOAs that differed from their connection's first one and were ignored."),
 		multiple:       d("multiple_toa_total", "Segments from trusted peers carrying more than one TOA; the first was believed."),
@@ -85,7 +86,7 @@ func NewCollector(t *correlate.Table, capture CaptureFunc) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connsTOA, c.connsNoTOA, c.synsNoTOA,
-		c.lookupsOK, c.lookupsEmpty, c.lookupsTimeout, c.cancel,
+		c.lookupsOK, c.lookupsEmpty, c.lookupsTimeout, c.stale, c.cancel,
 		c.conflicts, c.multiple, c.untrusted, c.reused,
 		c.evictions, c.expirations,
 		c.entries, c.closing, c.capacity, c.allTrusted,
@@ -111,6 +112,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.lookupsOK, st.LookupsOK)
 	counter(c.lookupsEmpty, st.LookupsNotFound)
 	counter(c.lookupsTimeout, st.LookupsTimedOut)
+	counter(c.stale, st.LookupsStale)
 	counter(c.cancel, st.LookupsCanceled)
 	counter(c.conflicts, st.Conflicts)
 	counter(c.multiple, st.MultipleTOA)

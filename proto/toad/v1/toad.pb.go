@@ -762,7 +762,11 @@ type TableStats struct {
 	// evictions_open counts evictions of entries still open.
 	EvictionsOpen uint64 `protobuf:"varint,20,opt,name=evictions_open,json=evictionsOpen,proto3" json:"evictions_open,omitempty"`
 	// idle_expired counts open entries removed after the idle timeout.
-	IdleExpired   uint64 `protobuf:"varint,21,opt,name=idle_expired,json=idleExpired,proto3" json:"idle_expired,omitempty"`
+	IdleExpired uint64 `protobuf:"varint,21,opt,name=idle_expired,json=idleExpired,proto3" json:"idle_expired,omitempty"`
+	// lookups_stale counts those of lookups_timed_out that found a closing
+	// connection and could not confirm, within their wait, that the capture
+	// had seen no new handshake on its 4-tuple (a proxy reusing the port).
+	LookupsStale  uint64 `protobuf:"varint,22,opt,name=lookups_stale,json=lookupsStale,proto3" json:"lookups_stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -944,6 +948,13 @@ func (x *TableStats) GetIdleExpired() uint64 {
 	return 0
 }
 
+func (x *TableStats) GetLookupsStale() uint64 {
+	if x != nil {
+		return x.LookupsStale
+	}
+	return 0
+}
+
 // GetStatsResponse holds the server's counters.
 type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1056,7 +1067,7 @@ const file_toad_v1_toad_proto_rawDesc = "" +
 	"connection\x18\x02 \x01(\v2\x13.toad.v1.ConnectionR\n" +
 	"connection\x12\x16\n" +
 	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\x11\n" +
-	"\x0fGetStatsRequest\"\xda\x05\n" +
+	"\x0fGetStatsRequest\"\xff\x05\n" +
 	"\n" +
 	"TableStats\x12\x18\n" +
 	"\aentries\x18\x01 \x01(\x04R\aentries\x12!\n" +
@@ -1082,7 +1093,8 @@ const file_toad_v1_toad_proto_rawDesc = "" +
 	"\fmultiple_toa\x18\x12 \x01(\x04R\vmultipleToa\x12\x16\n" +
 	"\x06reused\x18\x13 \x01(\x04R\x06reused\x12%\n" +
 	"\x0eevictions_open\x18\x14 \x01(\x04R\revictionsOpen\x12!\n" +
-	"\fidle_expired\x18\x15 \x01(\x04R\vidleExpired\"\xd9\x01\n" +
+	"\fidle_expired\x18\x15 \x01(\x04R\vidleExpired\x12#\n" +
+	"\rlookups_stale\x18\x16 \x01(\x04R\flookupsStale\"\xd9\x01\n" +
 	"\x10GetStatsResponse\x12)\n" +
 	"\x05table\x18\x01 \x01(\v2\x13.toad.v1.TableStatsR\x05table\x12C\n" +
 	"\bcounters\x18\x02 \x03(\v2'.toad.v1.GetStatsResponse.CountersEntryR\bcounters\x12\x18\n" +
