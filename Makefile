@@ -2,7 +2,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build deploy-check test vet fuzz bench sample clean generate check-generated
+.PHONY: all build deploy-check test vet fuzz bench bench-quick bench-go sample clean generate check-generated
 
 all: build
 
@@ -36,7 +36,19 @@ fuzz:
 	  done; \
 	done
 
+# bench measures toad beside the tools a user would pick instead and writes
+# bench/RESULTS.md and bench/scaling.svg (some ten minutes; BENCHFLAGS
+# resizes it: go run ./bench/cmd/toadbench -h). bench-quick is the same
+# harness at small sizes, a smoke run for CI that writes to bench/out/.
+# bench-go runs the Go benchmarks beside the code.
+BENCHFLAGS ?=
 bench:
+	$(GO) run ./bench/cmd/toadbench -label "make bench" -out bench $(BENCHFLAGS)
+
+bench-quick:
+	$(GO) run ./bench/cmd/toadbench -label "make bench-quick" -quick -out bench/out $(BENCHFLAGS)
+
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # sample regenerates testdata/sample.pcapng and the replay outputs compared

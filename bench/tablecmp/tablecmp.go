@@ -2,8 +2,8 @@
 // ristretto v2, the cache it was chosen over, on what the product needs:
 // how many inserted connections are lost when writers insert as fast as
 // they can, nanoseconds per set and get, and bytes per entry. Both run in
-// the same process, one after the other, so the ratios hold on a shared
-// machine where the absolute numbers drift.
+// the same process, taking turns, so the ratios hold on a shared machine
+// where the absolute numbers drift.
 //
 // Run is safe to call from one goroutine at a time: it measures the heap.
 package tablecmp
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -30,6 +31,10 @@ type Config struct {
 	// Writers is how many goroutines insert at once in the loss phase;
 	// 0 means 2.
 	Writers int
+	// Rounds is how many times each table is measured, the two taking
+	// turns; each figure of a Result is the median of its rounds. 0 means
+	// 1.
+	Rounds int
 }
 
 // Result is one table's measurements.
@@ -64,7 +69,8 @@ var subjects = []struct {
 	mk   func(keys int) (subject, error)
 }{{"toad", newToad}, {"ristretto", newRistretto}}
 
-// Run measures toad's table and then ristretto with cfg.
+// Run measures toad's table and ristretto with cfg, in turns, and returns
+// their results, toad's first.
 func Run(cfg Config) ([]Result, error) {
 	if cfg.Keys == 0 {
 		cfg.Keys = 1_000_000
@@ -72,18 +78,50 @@ func Run(cfg Config) ([]Result, error) {
 	if cfg.Writers == 0 {
 		cfg.Writers = 2
 	}
-	if cfg.Keys < 1 || cfg.Keys > 1<<24 || cfg.Writers < 1 {
-		return nil, fmt.Errorf("invalid tablecmp.Config %+v: want 1 to 16M keys and at least one writer", cfg)
+	if cfg.Rounds == 0 {
+		cfg.Rounds = 1
 	}
-	var out []Result
-	for _, s := range subjects {
-		r, err := measure(s.name, s.mk, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.name, err)
+	if cfg.Keys < 1 || cfg.Keys > 1<<24 || cfg.Writers < 1 || cfg.Rounds < 1 {
+		return nil, fmt.Errorf("invalid tablecmp.Config %+v: want 1 to 16M keys, at least one writer and one round", cfg)
+	}
+	runs := make([][]Result, len(subjects))
+	for round := range cfg.Rounds {
+		for k := range subjects {
+			i := (k + round) % len(subjects) // who goes first alternates
+			s := subjects[i]
+			r, err := measure(s.name, s.mk, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			runs[i] = append(runs[i], r)
 		}
-		out = append(out, r)
+	}
+	out := make([]Result, len(subjects))
+	for i, rs := range runs {
+		out[i] = medianResult(rs)
 	}
 	return out, nil
+}
+
+// medianResult returns the median of each figure of rs.
+func medianResult(rs []Result) Result {
+	med := func(f func(Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return Result{
+		Name:          rs[0].Name,
+		Lost:          int(med(func(r Result) float64 { return float64(r.Lost) })),
+		SetNs:         med(func(r Result) float64 { return r.SetNs }),
+		SetDropped:    int(med(func(r Result) float64 { return float64(r.SetDropped) })),
+		GetNs:         med(func(r Result) float64 { return r.GetNs }),
+		BytesPerEntry: med(func(r Result) float64 { return r.BytesPerEntry }),
+		Held:          int(med(func(r Result) float64 { return float64(r.Held) })),
+	}
 }
 
 func measure(name string, mk func(int) (subject, error), cfg Config) (Result, error) {

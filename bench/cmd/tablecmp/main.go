@@ -17,6 +17,7 @@ func main() {
 	var cfg tablecmp.Config
 	flag.IntVar(&cfg.Keys, "keys", 1_000_000, "distinct connections inserted in each phase")
 	flag.IntVar(&cfg.Writers, "writers", 2, "goroutines inserting at once in the loss phase")
+	flag.IntVar(&cfg.Rounds, "rounds", 1, "times each table is measured, in turns; the medians count")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "tablecmp:", err)

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/toad-project/toad/bench/apicmp"
+	"github.com/toad-project/toad/bench/kfilter"
+	"github.com/toad-project/toad/bench/replaycmp"
+	"github.com/toad-project/toad/bench/report"
+	"github.com/toad-project/toad/bench/tablecmp"
+	"github.com/toad-project/toad/internal/privtest"
+)
+
+// chartName is the scaling chart's file, beside RESULTS.md.
+const chartName = "scaling.svg"
+
+// run measures every section c asks for and writes the report. A section
+// that fails is recorded as not run and fails the whole; so does a
+// disagreement of toad's mappings with the ground truth.
+func run(ctx context.Context, c config, log *slog.Logger) error {
+	start := time.Now()
+	r := &report.Report{
+		Date:    start,
+		Command: command(c),
+		Machine: report.Probe(),
+		Skipped: map[string]string{},
+	}
+	log.Info("toadbench starting", "out", c.Out, "quick", c.Quick, "cpu", r.Machine.CPU, "cores", r.Machine.Cores, "load", r.Machine.Load)
+	if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return err
+	}
+	if c.Quick {
+		r.Notes = append(r.Notes, "Quick mode: small sizes and one round, to check that the harness and its checks work; the figures mean little.")
+	}
+	logf := func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
+
+	var errs []error
+	step := func(name string, fn func() error) {
+		if !c.runs(name) {
+			r.Skipped[name] = "not asked for (-only)"
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			r.Skipped[name] = "interrupted"
+			errs = append(errs, err)
+			return
+		}
+		t := time.Now()
+		log.Info("section starting", "section", name)
+		if err := fn(); err != nil {
+			r.Skipped[name] = "failed: " + err.Error()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			log.Error("section failed", "section", name, "err", err)
+			return
+		}
+		log.Info("section done", "section", name, "took", time.Since(t).Round(time.Millisecond))
+	}
+
+	step("replay", func() error {
+		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		capt, err := replaycmp.WriteCapture(filepath.Join(dir, "replay.pcap"), replaycmp.Mix{Conns: c.ReplayConns, Data: c.Data, Seed: c.Seed})
+		if err != nil {
+			return err
+		}
+		logf("replay: capture of %d connections, %d packets, %d MiB, %.1f%% plain, written in %v",
+			capt.Mix.Conns, capt.Packets, capt.Bytes>>20, 100*capt.Data, capt.Generated.Round(time.Millisecond))
+		res, err := replaycmp.Compare(ctx, capt, replaycmp.Config{Rounds: c.Rounds, TsharkRounds: c.TsharkRounds, Tshark: c.Tshark, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Replay = &report.Replay{Capture: capt, Rounds: c.Rounds, Results: res}
+		return nil
+	})
+
+	step("kfilter", func() error {
+		mix := replaycmp.Mix{Conns: c.FilterConns, Data: c.Data, Seed: c.Seed}
+		res, err := kfilter.Run(ctx, kfilter.Config{Mix: mix, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Filter = &report.Filter{Mix: mix, Results: res}
+		if privtest.InCI() {
+			for _, x := range res {
+				if x.Skipped != "" {
+					return fmt.Errorf("running under CI and the live measurement was skipped: %s", x.Skipped)
+				}
+			}
+		}
+		return nil
+	})
+
+	step("table", func() error {
+		for _, keys := range c.TableKeys {
+			rounds := c.TableRounds
+			if keys > 1_000_000 {
+				rounds = 1
+			}
+			cfg := tablecmp.Config{Keys: keys, Writers: 2, Rounds: rounds}
+			res, err := tablecmp.Run(cfg)
+			if err != nil {
+				return err
+			}
+			logf("table: %d keys: toad lost %d, ristretto %d; set %.0f vs %.0f ns; get %.0f vs %.0f ns; %.0f vs %.0f bytes/entry",
+				keys, res[0].Lost, res[1].Lost, res[0].SetNs, res[1].SetNs, res[0].GetNs, res[1].GetNs, res[0].BytesPerEntry, res[1].BytesPerEntry)
+			r.Tables = append(r.Tables, report.Table{Keys: keys, Writers: cfg.Writers, Rounds: rounds, Results: res})
+		}
+		return nil
+	})
+
+	step("api", func() error {
+		cfg := apicmp.Config{Phase: c.APIPhase, Rounds: c.APIRounds, Batch: c.APIBatch, Conns: c.APIConns, Logf: logf}
+		res, err := apicmp.Run(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.API = &report.API{Config: cfg, Results: res}
+		return nil
+	})
+
+	step("scale", func() error {
+		cfg := replaycmp.ScaleConfig{Sizes: c.ScaleSizes, Data: c.ScaleData, Seed: c.Seed, Rounds: c.ScaleRounds, RepeatUpTo: 1_000_000, Logf: logf}
+		pts, err := replaycmp.Scale(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Scale = &report.Scale{Config: cfg, Points: pts}
+		if len(pts) < 2 {
+			return nil
+		}
+		f, err := os.Create(filepath.Join(c.Out, chartName))
+		if err != nil {
+			return err
+		}
+		if err := report.WriteChart(f, pts); err != nil {
+			f.Close()
+			return fmt.Errorf("chart: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		r.Chart = chartName
+		return nil
+	})
+
+	r.Took, r.LoadEnd = time.Since(start), report.LoadAverage()
+	if d := r.Disagreements(); len(d) > 0 {
+		errs = append(errs, fmt.Errorf("toad's mappings disagree with the ground truth: %s", strings.Join(d, "; ")))
+	}
+	path := filepath.Join(c.Out, "RESULTS.md")
+	f, err := os.Create(path)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if err := r.WriteMarkdown(f); err != nil {
+		errs = append(errs, err)
+	}
+	if err := f.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, g := range r.Goals() {
+		met := "not measured"
+		if g.Met != nil {
+			met = fmt.Sprint(*g.Met)
+		}
+		log.Info("goal", "name", g.Name, "target", g.Target, "measured", g.Measured, "met", met)
+	}
+	log.Info("toadbench done", "results", path, "took", r.Took.Round(time.Second))
+	return errors.Join(errs...)
+}
+
+// command is how the run was started, as the report shows it: the label,
+// and the command line without it.
+func command(c config) string {
+	var args []string
+	for i := 0; i < len(c.args); i++ {
+		a := strings.TrimLeft(c.args[i], "-")
+		switch {
+		case a == "label":
+			i++
+			continue
+		case strings.HasPrefix(a, "label="):
+			continue
+		}
+		args = append(args, c.args[i])
+	}
+	cmd := strings.TrimSpace("go run ./bench/cmd/toadbench " + strings.Join(args, " "))
+	if c.Label != "" {
+		return c.Label + "    # " + cmd
+	}
+	return cmd
+}
