@@ -8,6 +8,7 @@ import (
 
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
+	"github.com/toad-project/toad/internal/inetsum"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -72,18 +73,18 @@ func sumsOK(pkt []byte) bool {
 	switch pkt[0] >> 4 {
 	case 4:
 		hl := int(pkt[0]&0xf) * 4
-		if fold(sum(pkt[:hl], 0)) != 0xffff {
+		if inetsum.Fold(inetsum.Sum(pkt[:hl], 0)) != 0xffff {
 			return false
 		}
 		tcp = pkt[hl:binary.BigEndian.Uint16(pkt[2:])]
-		ph = sum(pkt[12:20], 6+uint32(len(tcp)))
+		ph = inetsum.Sum(pkt[12:20], 6+uint32(len(tcp)))
 	case 6:
 		tcp = pkt[40:]
-		ph = sum(pkt[8:40], 6+uint32(len(tcp)))
+		ph = inetsum.Sum(pkt[8:40], 6+uint32(len(tcp)))
 	default:
 		return false
 	}
-	return fold(sum(tcp, ph)) == 0xffff
+	return inetsum.Fold(inetsum.Sum(tcp, ph)) == 0xffff
 }
 
 // linuxSYNOptions are the options Linux puts in a SYN: 20 bytes.

@@ -3,6 +3,8 @@ package fullnat
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/toad-project/toad/internal/inetsum"
 )
 
 const (
@@ -161,7 +163,7 @@ func build(out []byte, s *segment, rw *rewrite) ([]byte, outcome) {
 	// of 4), so only the pseudo-header and the TCP header change the sum.
 	before := pseudoSum(s.src.Addr(), s.dst.Addr(), len(s.tcp)) + headerSum(oldHdr)
 	after := pseudoSum(rw.src.Addr(), rw.dst.Addr(), tcpLen) + headerSum(tcp[:hl])
-	binary.BigEndian.PutUint16(tcp[16:], csumUpdate(binary.BigEndian.Uint16(oldHdr[16:]), before, after))
+	binary.BigEndian.PutUint16(tcp[16:], inetsum.Update(binary.BigEndian.Uint16(oldHdr[16:]), before, after))
 
 	ip := pkt[:ipLen]
 	src, dst := rw.src.Addr(), rw.dst.Addr()
@@ -182,7 +184,7 @@ func build(out []byte, s *segment, rw *rewrite) ([]byte, outcome) {
 		a, b := src.As4(), dst.As4()
 		copy(ip[12:], a[:])
 		copy(ip[16:], b[:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
+		binary.BigEndian.PutUint16(ip[10:], ^inetsum.Fold(inetsum.Sum(ip, 0)))
 	} else {
 		ip[0], ip[1], ip[2], ip[3] = 0x60|s.tos>>4, s.tos<<4, 0, 0
 		binary.BigEndian.PutUint16(ip[4:], uint16(tcpLen))
@@ -275,37 +277,13 @@ func pseudoSum(src, dst netip.Addr, tcpLen int) uint32 {
 	s := uint32(protoTCP) + uint32(tcpLen>>16) + uint32(tcpLen&0xffff)
 	if src.Is4() {
 		a, b := src.As4(), dst.As4()
-		return sum(b[:], sum(a[:], s))
+		return inetsum.Sum(b[:], inetsum.Sum(a[:], s))
 	}
 	a, b := src.As16(), dst.As16()
-	return sum(b[:], sum(a[:], s))
+	return inetsum.Sum(b[:], inetsum.Sum(a[:], s))
 }
 
 // headerSum sums a TCP header, leaving out its checksum field.
 func headerSum(h []byte) uint32 {
-	return sum(h[18:], sum(h[:16], 0))
-}
-
-// csumUpdate returns checksum old updated for data whose one's complement
-// sum went from before to after: RFC 1624, eqn. 3.
-func csumUpdate(old uint16, before, after uint32) uint16 {
-	return ^fold(uint32(^old) + uint32(^fold(before)) + uint32(fold(after)))
-}
-
-func sum(b []byte, s uint32) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
+	return inetsum.Sum(h[18:], inetsum.Sum(h[:16], 0))
 }

@@ -65,18 +65,7 @@ func parseReplay(args []string, help io.Writer) (replayConfig, error) {
 	fs := flag.NewFlagSet("toad replay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&cfg.JSON, "json", false, "print JSON Lines, one object per connection")
-	fs.Func("trusted-proxies", "comma-separated CIDR `ranges` of the proxies whose TOAs to believe (default: every peer)", func(s string) error {
-		ps, err := parsePrefixes(s)
-		cfg.Trusted = append(cfg.Trusted, ps...)
-		return err
-	})
-	fs.Func("dialects", "TOA dialects to read: default, all, none, or a `list` such as 200/8,254/20 or +253/8,-28/7", func(s string) error {
-		set, err := toa.ParseSet(s)
-		if err == nil {
-			cfg.Dialects = set
-		}
-		return err
-	})
+	toaFlags(fs, &cfg.Trusted, &cfg.Dialects)
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long, in capture time, a closing connection is still held")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log each file replayed")
 	files, err := parseInterspersed(fs, args)
@@ -97,6 +86,23 @@ func parseReplay(args []string, help io.Writer) (replayConfig, error) {
 	}
 	cfg.Files = files
 	return cfg, nil
+}
+
+// toaFlags defines --trusted-proxies and --dialects, which serve and replay
+// share, storing into trusted and dialects.
+func toaFlags(fs *flag.FlagSet, trusted *[]netip.Prefix, dialects **toa.Set) {
+	fs.Func("trusted-proxies", "comma-separated CIDR `ranges` of the proxies whose TOAs to believe (default: every peer)", func(s string) error {
+		ps, err := parsePrefixes(s)
+		*trusted = append(*trusted, ps...)
+		return err
+	})
+	fs.Func("dialects", "TOA dialects to read: default, all, none, or a `list` such as 200/8,254/20 or +253/8,-28/7", func(s string) error {
+		set, err := toa.ParseSet(s)
+		if err == nil {
+			*dialects = set
+		}
+		return err
+	})
 }
 
 // parsePrefixes parses a comma-separated list of CIDR prefixes; a bare

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/inetsum"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -89,11 +90,11 @@ func (s *Segment) ipv4(tcp []byte) []byte {
 	copy(b[12:], src[:])
 	copy(b[16:], dst[:])
 	copy(b[20:], opts)
-	binary.BigEndian.PutUint16(b[10:], ^fold(sum(b[:hl], 0)))
-	ph := sum(src[:], 0)
-	ph = sum(dst[:], ph)
+	binary.BigEndian.PutUint16(b[10:], ^inetsum.Fold(inetsum.Sum(b[:hl], 0)))
+	ph := inetsum.Sum(src[:], 0)
+	ph = inetsum.Sum(dst[:], ph)
 	ph += 6 + uint32(len(tcp))
-	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum(tcp, ph)))
+	binary.BigEndian.PutUint16(tcp[16:], ^inetsum.Fold(inetsum.Sum(tcp, ph)))
 	return append(b, tcp...)
 }
 
@@ -141,10 +142,10 @@ func (s *Segment) ipv6(tcp []byte) []byte {
 	src, dst := s.Src.Addr().As16(), s.Dst.Addr().As16()
 	copy(b[8:], src[:])
 	copy(b[24:], dst[:])
-	ph := sum(src[:], 0)
-	ph = sum(dst[:], ph)
+	ph := inetsum.Sum(src[:], 0)
+	ph = inetsum.Sum(dst[:], ph)
 	ph += 6 + uint32(len(tcp))
-	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum(tcp, ph)))
+	binary.BigEndian.PutUint16(tcp[16:], ^inetsum.Fold(inetsum.Sum(tcp, ph)))
 	b = append(b, ext...)
 	return append(b, tcp...)
 }
@@ -217,7 +218,7 @@ func Cut(ip []byte, n int) []byte {
 		binary.BigEndian.PutUint16(b[2:], uint16(n))
 		hl := int(b[0]&0x0f) * 4
 		binary.BigEndian.PutUint16(b[10:], 0)
-		binary.BigEndian.PutUint16(b[10:], ^fold(sum(b[:hl], 0)))
+		binary.BigEndian.PutUint16(b[10:], ^inetsum.Fold(inetsum.Sum(b[:hl], 0)))
 	} else {
 		binary.BigEndian.PutUint16(b[4:], uint16(n-40))
 	}
@@ -277,22 +278,4 @@ func pad4(b []byte) []byte {
 	p := make([]byte, (len(b)+3)&^3)
 	copy(p, b)
 	return p
-}
-
-func sum(b []byte, s uint32) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/inetsum"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -50,7 +51,7 @@ func TestChecksumsVerifyWithGopacket(t *testing.T) {
 		}
 		if v4, ok := nl.(*layers.IPv4); ok {
 			hdr := ip[:v4.IHL*4]
-			if fold(sum(hdr, 0)) != 0xffff {
+			if inetsum.Fold(inetsum.Sum(hdr, 0)) != 0xffff {
 				t.Errorf("IPv4 header checksum does not verify")
 			}
 		}
@@ -152,8 +153,8 @@ func TestCut(t *testing.T) {
 			t.Errorf("%s: gopacket on the cut packet: %v, truncated %v", src, p.ErrorLayer(), p.Metadata().Truncated)
 		}
 		if v4, ok := p.NetworkLayer().(*layers.IPv4); ok {
-			if v4.Length != 64 || fold(sum(cut[:20], 0)) != 0xffff {
-				t.Errorf("cut IPv4 packet: length %d, header checksum verifies %v", v4.Length, fold(sum(cut[:20], 0)) == 0xffff)
+			if v4.Length != 64 || inetsum.Fold(inetsum.Sum(cut[:20], 0)) != 0xffff {
+				t.Errorf("cut IPv4 packet: length %d, header checksum verifies %v", v4.Length, inetsum.Fold(inetsum.Sum(cut[:20], 0)) == 0xffff)
 			}
 		}
 		if v6, ok := p.NetworkLayer().(*layers.IPv6); ok && v6.Length != 24 {
