@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -44,25 +45,42 @@ type packetSource interface {
 // A file in another format, or with a link type the decoder does not read,
 // is an error naming what it found. Replay returns the counters so far
 // with any error; ctx cancels it.
+//
+// When r is an *os.File of an uncompressed pcap (not pcapng) file, at
+// offset 0 and on Linux, Replay maps the file and reads its records in
+// place rather than copying each out; the frames it decodes then live in
+// the mapping, as they live in a reused buffer otherwise. A file cut short
+// while mapped is an error saying the file changed. Any other reader is
+// read through a buffer.
 func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (Stats, error) {
-	var st Stats
 	if dec == nil {
 		dec = decode.New(nil)
+	}
+	rp := newReplayer(ctx, dec, sink)
+	if f, ok := r.(*os.File); ok {
+		if buf := mapPCAP(f); buf != nil {
+			defer unmapPCAP(buf)
+			err := rp.mapped(buf)
+			if err == nil {
+				_, err = f.Seek(int64(len(buf)), io.SeekStart)
+			}
+			return rp.st, err
+		}
 	}
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, err := br.Peek(4)
 	if err != nil {
-		return st, fmt.Errorf("read capture header: %w", noEOF(err))
+		return rp.st, fmt.Errorf("read capture header: %w", noEOF(err))
 	}
 	if magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return st, fmt.Errorf("read gzip header: %w", err)
+			return rp.st, fmt.Errorf("read gzip header: %w", err)
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 1<<20)
 		if magic, err = br.Peek(4); err != nil {
-			return st, fmt.Errorf("read capture header: %w", noEOF(err))
+			return rp.st, fmt.Errorf("read capture header: %w", noEOF(err))
 		}
 	}
 	var (
@@ -74,73 +92,101 @@ func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (S
 	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
 		pr, err := pcapgo.NewReader(br)
 		if err != nil {
-			return st, fmt.Errorf("read pcap header: %w", err)
+			return rp.st, fmt.Errorf("read pcap header: %w", err)
 		}
 		if err := checkLink(pr.LinkType()); err != nil {
-			return st, err
+			return rp.st, err
 		}
 		src, link = pr, decode.LinkType(pr.LinkType())
 	case magicPCAPNG:
 		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
-			return st, fmt.Errorf("read pcapng header: %w", err)
+			return rp.st, fmt.Errorf("read pcapng header: %w", err)
 		}
 		src, ng = nr, true
 	default:
-		return st, fmt.Errorf("not a pcap or pcapng file: it starts with %#08x (pcap starts with a1b2c3d4 or d4c3b2a1, pcapng with 0a0d0d0a)", m)
+		return rp.st, fmt.Errorf("not a pcap or pcapng file: it starts with %#08x (pcap starts with a1b2c3d4 or d4c3b2a1, pcapng with 0a0d0d0a)", m)
 	}
 
-	exp, _ := sink.(Expirer)
-	var (
-		rec        decode.Record
-		nextExpire time.Time
-		last       time.Time
-		checked    bool // link has been checked
-	)
+	checked := false // link has been checked
 	for {
 		data, ci, err := src.ZeroCopyReadPacketData()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return st, fmt.Errorf("read packet %d: %w", st.Packets+1, noEOF(err))
+			return rp.st, fmt.Errorf("read packet %d: %w", rp.st.Packets+1, noEOF(err))
 		}
-		st.Packets++
-		if st.Packets&0xffff == 1 {
-			if err := ctx.Err(); err != nil {
-				return st, err
-			}
+		if err := rp.count(); err != nil {
+			return rp.st, err
 		}
 		if ng {
 			lt, _ := ci.AncillaryData[0].(layers.LinkType)
 			if !checked || decode.LinkType(lt) != link {
 				if err := checkLink(lt); err != nil {
-					return st, fmt.Errorf("pcapng interface %d: %w", ci.InterfaceIndex, err)
+					return rp.st, fmt.Errorf("pcapng interface %d: %w", ci.InterfaceIndex, err)
 				}
 				link, checked = decode.LinkType(lt), true
 			}
 		}
-		ts := ci.Timestamp
-		if exp != nil && !ts.Before(nextExpire) {
-			if !nextExpire.IsZero() {
-				exp.Expire(ts)
-			}
-			nextExpire = ts.Add(ExpireEvery)
-		}
-		if ts.After(last) {
-			last = ts
-		}
-		if why := dec.Decode(link, data, ts, &rec); why != decode.OK {
-			st.Failures[why]++
-			continue
-		}
-		sink.Observe(&rec)
-		st.Records++
+		rp.frame(link, data, ci.Timestamp)
 	}
-	if exp != nil && !last.IsZero() {
-		exp.Expire(last)
+	rp.finish()
+	return rp.st, nil
+}
+
+// replayer is the part of Replay that does not depend on the file format:
+// it counts frames, decodes them, and keeps an Expirer sink's clock.
+type replayer struct {
+	ctx        context.Context
+	dec        *decode.Decoder
+	sink       Sink
+	exp        Expirer
+	rec        decode.Record
+	nextExpire time.Time
+	last       time.Time
+	st         Stats
+}
+
+func newReplayer(ctx context.Context, dec *decode.Decoder, sink Sink) *replayer {
+	exp, _ := sink.(Expirer)
+	return &replayer{ctx: ctx, dec: dec, sink: sink, exp: exp}
+}
+
+// count counts a frame read, and returns ctx's error, which it checks
+// once every 65536 frames.
+func (r *replayer) count() error {
+	r.st.Packets++
+	if r.st.Packets&0xffff == 1 {
+		return r.ctx.Err()
 	}
-	return st, nil
+	return nil
+}
+
+// frame decodes a frame counted already and hands its record to the sink.
+func (r *replayer) frame(link decode.LinkType, data []byte, ts time.Time) {
+	if r.exp != nil && !ts.Before(r.nextExpire) {
+		if !r.nextExpire.IsZero() {
+			r.exp.Expire(ts)
+		}
+		r.nextExpire = ts.Add(ExpireEvery)
+	}
+	if ts.After(r.last) {
+		r.last = ts
+	}
+	if why := r.dec.Decode(link, data, ts, &r.rec); why != decode.OK {
+		r.st.Failures[why]++
+		return
+	}
+	r.sink.Observe(&r.rec)
+	r.st.Records++
+}
+
+// finish expires an Expirer sink at the time of the last frame.
+func (r *replayer) finish() {
+	if r.exp != nil && !r.last.IsZero() {
+		r.exp.Expire(r.last)
+	}
 }
 
 // checkLink names a link type the decoder does not read.

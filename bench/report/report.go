@@ -102,17 +102,15 @@ func (r *Report) Goals() []Goal {
 		g = Goal{Name: "replay vs gopacket DecodingLayerParser", Target: "≥ 5× faster"}
 		x := dlp.NsPerPacket() / toad.NsPerPacket()
 		f := floor.NsPerPacket()
-		above := (dlp.NsPerPacket() - f) / (toad.NsPerPacket() - f)
-		g.Measured = fmt.Sprintf("%s from the file; %s above the cost of reading it", times(x), times(above))
+		g.Measured = times(x)
 		g.Met = met(x >= 5)
 		if x < 5 {
-			g.Why = fmt.Sprintf("Missed by %.0f%% end to end. Every Go tool reads the file with pcapgo, as capture.Replay does, "+
-				"and that alone costs %s ns per packet (the \"%s\" row) of toad's %s. Above that floor toad spends %s ns per packet "+
-				"decoding and updating its table, DecodingLayerParser %s ns decoding and filling a map: %s. Were toad's own work free, "+
-				"the end-to-end ratio would still stop at %s; reading the file's records in place, without pcapgo's copy of each, "+
-				"is what would raise it.",
-				100*(1-x/5), sig(f), replaycmp.ReadOnly, sig(toad.NsPerPacket()), sig(toad.NsPerPacket()-f),
-				sig(dlp.NsPerPacket()-f), times(above), times(dlp.NsPerPacket()/f))
+			g.Why = fmt.Sprintf("Missed by %.0f%% end to end. toad reads the file in place (mapped, no copy per record), decodes every "+
+				"packet and updates its table in %s ns per packet; gopacket's pipeline reads it through pcapgo, which alone costs %s ns "+
+				"(the \"%s\" row), then DecodingLayerParser decodes it and fills a map, %s ns in all. Reaching 5× needs toad at %s ns "+
+				"per packet: what remains is decoding (about 24 ns a frame in decode's own benchmark) and the table's "+
+				"per-segment lookups.",
+				100*(1-x/5), sig(toad.NsPerPacket()), sig(f), replaycmp.ReadOnly, sig(dlp.NsPerPacket()), sig(dlp.NsPerPacket()/5))
 		}
 		gs = append(gs, g)
 	}
@@ -308,7 +306,7 @@ func (r *Report) writeReplay(p func(string, ...any)) {
 		"trusted proxy ranges with a forged TOA, 1%% followed by a frame no decoder takes; %d data segments each way per connection, so that "+
 		"%.1f%% of the %s packets (%s) carry no TOA and no SYN, FIN or RST. Each tool reads the file, decodes every packet into the fields of "+
 		"a record (addresses, ports, flags, sequence numbers, payload length, the first TOA) and keeps the first TOA of each connection from a "+
-		"trusted proxy: toad with `capture.Replay` into its connection table, gopacket and tshark with a Go map. tshark (`tshark %s`) knows no "+
+		"trusted proxy: toad with `capture.Replay` (which maps a pcap file and reads its records in place) into its connection table, gopacket (reading through pcapgo) and tshark with a Go map. tshark (`tshark %s`) knows no "+
 		"TOA dialect: its TCP options come out as hex and are read in Go as its output streams in. Times are medians of %s "+
 		"(tshark: %s), the tools taking turns; allocations are the Go heap's per packet.\n\n",
 		count(c.Mix.Conns), c.DataSegments, 100*c.Data, count(c.Packets), mib(c.Bytes),

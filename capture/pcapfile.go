@@ -1,0 +1,179 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"time"
+	"unsafe"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/toad-project/toad/decode"
+)
+
+const (
+	// pcapHeaderLen is the length of a pcap file header, pcapRecordLen
+	// that of a record header.
+	pcapHeaderLen = 24
+	pcapRecordLen = 16
+	// pcapMaxCapture is the largest capture length accepted whatever the
+	// snap length: libpcap's MAXIMUM_SNAPLEN, as pcapgo.
+	pcapMaxCapture = 262144
+	// pcapReadAhead is how far past the record it returns next reads the
+	// file, a byte per cache line. Records are found one after the other,
+	// each where the last one's length says, a chain of loads that would
+	// otherwise wait for memory one record at a time.
+	pcapReadAhead = 8192
+	cacheLine     = 64
+)
+
+// errFileChanged is what a read from a mapped file that was cut short
+// while it was read returns.
+var errFileChanged = errors.New("capture file changed while it was replayed")
+
+// isPCAP reports whether a file starting with b is a classic pcap file.
+func isPCAP(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	switch binary.BigEndian.Uint32(b) {
+	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
+		return true
+	}
+	return false
+}
+
+// pcapFile reads the records of a classic pcap file held in memory, in
+// place, as pcapgo.Reader reads them from a stream: same timestamps, same
+// checks, same errors, except that a record header with none of its data
+// after it is io.ErrUnexpectedEOF where pcapgo ends the file silently.
+type pcapFile struct {
+	buf     []byte
+	off     int
+	big     bool   // big-endian
+	factor  uint32 // nanoseconds per unit of the timestamps' fraction
+	snaplen uint32
+	link    layers.LinkType
+	warm    int  // how far the file has been touched
+	touch   byte // what touching read, kept so that it is done
+}
+
+// newPCAPFile reads the file header of buf, which starts with a pcap
+// magic number.
+func newPCAPFile(buf []byte) (*pcapFile, error) {
+	if len(buf) < pcapHeaderLen {
+		return nil, io.ErrUnexpectedEOF
+	}
+	p := &pcapFile{buf: buf, off: pcapHeaderLen}
+	switch m := binary.BigEndian.Uint32(buf); m {
+	case magicPCAPMicroBE, magicPCAPNanoBE:
+		p.big = true
+	case magicPCAPMicroLE, magicPCAPNanoLE:
+	default:
+		return nil, fmt.Errorf("Unknown magic %x", binary.LittleEndian.Uint32(buf))
+	}
+	p.factor = 1000
+	if m := binary.BigEndian.Uint32(buf); m == magicPCAPNanoBE || m == magicPCAPNanoLE {
+		p.factor = 1
+	}
+	if v := p.u16(buf[4:]); v != 2 {
+		return nil, fmt.Errorf("Unknown major version %d", v)
+	}
+	if v := p.u16(buf[6:]); v != 4 {
+		return nil, fmt.Errorf("Unknown minor version %d", v)
+	}
+	p.snaplen = p.u32(buf[16:])
+	p.link = layers.LinkType(p.u32(buf[20:]))
+	return p, nil
+}
+
+func (p *pcapFile) u16(b []byte) uint16 {
+	if p.big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (p *pcapFile) u32(b []byte) uint32 {
+	if p.big {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+// next returns the next record's frame, a slice of the file, its capture
+// time and its original length, or io.EOF after the last record.
+func (p *pcapFile) next() (data []byte, ts time.Time, length uint32, err error) {
+	for end := min(p.off+pcapReadAhead, len(p.buf)); p.warm < end; p.warm += cacheLine {
+		p.touch += p.buf[p.warm]
+	}
+	rest := p.buf[p.off:]
+	if len(rest) < pcapRecordLen {
+		if len(rest) == 0 {
+			return nil, time.Time{}, 0, io.EOF
+		}
+		return nil, time.Time{}, 0, io.ErrUnexpectedEOF
+	}
+	caplen, length := p.u32(rest[8:]), p.u32(rest[12:])
+	if caplen > max(p.snaplen, pcapMaxCapture) {
+		return nil, time.Time{}, 0, fmt.Errorf("capture length exceeds snap length: %d > %d", caplen, p.snaplen)
+	}
+	if caplen > length {
+		return nil, time.Time{}, 0, fmt.Errorf("capture length exceeds original packet length: %d > %d", caplen, length)
+	}
+	if uint64(caplen) > uint64(len(rest)-pcapRecordLen) {
+		return nil, time.Time{}, 0, io.ErrUnexpectedEOF
+	}
+	end := pcapRecordLen + int(caplen)
+	// The fraction is scaled in 32 bits, as pcapgo does.
+	ts = time.Unix(int64(p.u32(rest)), int64(p.u32(rest[4:])*p.factor)).UTC()
+	p.off += end
+	return rest[pcapRecordLen:end:end], ts, length, nil
+}
+
+// mapped replays the classic pcap file buf, a mapping of the file, reading
+// its records in place. A fault reading buf, the file having been cut
+// short, is errFileChanged; other faults are not recovered.
+func (r *replayer) mapped(buf []byte) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if f, ok := p.(interface{ Addr() uintptr }); ok {
+			base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+			if a := f.Addr(); a >= base && a-base < uintptr(len(buf)) {
+				err = fmt.Errorf("after %d packets: %w", r.st.Packets, errFileChanged)
+				return
+			}
+		}
+		panic(p)
+	}()
+	p, err := newPCAPFile(buf)
+	if err != nil {
+		return fmt.Errorf("read pcap header: %w", err)
+	}
+	if err := checkLink(p.link); err != nil {
+		return err
+	}
+	link := decode.LinkType(p.link)
+	for {
+		data, ts, _, err := p.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("read packet %d: %w", r.st.Packets+1, err)
+		}
+		if err := r.count(); err != nil {
+			return err
+		}
+		r.frame(link, data, ts)
+	}
+	r.finish()
+	return nil
+}
