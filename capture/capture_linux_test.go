@@ -563,15 +563,7 @@ func TestKernelAcceptsPrograms(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	big := "all"
-	for k := 100; k < 140; k++ {
-		big += fmt.Sprintf(",%d=port+ipv4", k)
-	}
-	for _, spec := range []string{"none", "200/8", "default", "all", big} {
-		set, err := toa.ParseSet(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, set := range programTestSets(t, "all") {
 		for _, f := range []Filter{FilterTOA, FilterTCP, FilterDirection} {
 			prog, err := socketProgram(f, set, 512)
 			if err != nil {

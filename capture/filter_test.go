@@ -494,18 +494,29 @@ func checkClassic(prog []bpf.RawInstruction) error {
 	return nil
 }
 
-// TestProgramsPassKernelChecks: every level, for small, default and large
-// dialect sets, passes the kernel's checks and its 4096-instruction limit.
-func TestProgramsPassKernelChecks(t *testing.T) {
-	big := "default"
+// programTestSets returns dialect sets from none to base plus 40 custom
+// kinds, the range of program sizes the filter must handle.
+func programTestSets(t *testing.T, base string) []*toa.Set {
+	t.Helper()
+	big := base
 	for k := 100; k < 140; k++ {
 		big += fmt.Sprintf(",%d=port+ipv4", k)
 	}
+	var sets []*toa.Set
 	for _, spec := range []string{"none", "200/8", "default", "all", big} {
 		set, err := toa.ParseSet(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
+		sets = append(sets, set)
+	}
+	return sets
+}
+
+// TestProgramsPassKernelChecks: every level, for small, default and large
+// dialect sets, passes the kernel's checks and its 4096-instruction limit.
+func TestProgramsPassKernelChecks(t *testing.T) {
+	for _, set := range programTestSets(t, "default") {
 		for _, f := range []Filter{FilterTOA, FilterTCP, FilterDirection} {
 			prog, err := socketProgram(f, set, 512)
 			if err != nil {

@@ -1,12 +1,13 @@
 package decode_test
 
 import (
-	"net/netip"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/gporacle"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -91,34 +92,8 @@ func (g *gopacketDecoder) record(set *toa.Set, r *decode.Record) {
 			src, dst = g.ip6.SrcIP, g.ip6.DstIP
 		}
 	}
-	s, _ := netip.AddrFromSlice(src)
-	d, _ := netip.AddrFromSlice(dst)
-	tcp := &g.tcp
-	*r = decode.Record{
-		Peer:  netip.AddrPortFrom(s, uint16(tcp.SrcPort)),
-		Local: netip.AddrPortFrom(d, uint16(tcp.DstPort)),
-		Seq:   tcp.Seq,
-		Ack:   tcp.Ack,
-	}
-	for _, f := range [...]struct {
-		on bool
-		f  decode.Flags
-	}{{tcp.FIN, decode.FIN}, {tcp.SYN, decode.SYN}, {tcp.RST, decode.RST}, {tcp.PSH, decode.PSH}, {tcp.ACK, decode.ACK}, {tcp.URG, decode.URG}, {tcp.ECE, decode.ECE}, {tcp.CWR, decode.CWR}} {
-		if f.on {
-			r.Flags |= f.f
-		}
-	}
-	for _, o := range tcp.Options {
-		if o.OptionType <= layers.TCPOptionKindNop {
-			continue
-		}
-		if c, ok := set.Option(uint8(o.OptionType), o.OptionData, tcp.SYN); ok {
-			if r.TOACount == 0 {
-				r.TOA = c
-			}
-			r.TOACount++
-		}
-	}
+	gporacle.Fill(r, set, time.Time{}, src, dst, &g.tcp)
+	r.PayloadLen = 0 // compared apart: gopacket keeps only the captured payload
 }
 
 // linkType returns the EtherType that a decoded link layer names next.

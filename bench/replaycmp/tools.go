@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft/gen"
+	"github.com/toad-project/toad/internal/gporacle"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -131,40 +131,6 @@ func eachPacket(ctx context.Context, path string, fn packetFunc) (int, error) {
 	}
 }
 
-// fill sets r from the layers gopacket decoded, walking the TCP options
-// gopacket split for TOAs of set.
-func fill(r *decode.Record, set *toa.Set, ts time.Time, src, dst []byte, tcp *layers.TCP) {
-	s, _ := netip.AddrFromSlice(src)
-	d, _ := netip.AddrFromSlice(dst)
-	*r = decode.Record{
-		Time:       ts,
-		Peer:       netip.AddrPortFrom(s, uint16(tcp.SrcPort)),
-		Local:      netip.AddrPortFrom(d, uint16(tcp.DstPort)),
-		Seq:        tcp.Seq,
-		Ack:        tcp.Ack,
-		PayloadLen: uint32(len(tcp.Payload)),
-	}
-	for _, f := range [...]struct {
-		on bool
-		f  decode.Flags
-	}{{tcp.FIN, decode.FIN}, {tcp.SYN, decode.SYN}, {tcp.RST, decode.RST}, {tcp.PSH, decode.PSH}, {tcp.ACK, decode.ACK}, {tcp.URG, decode.URG}, {tcp.ECE, decode.ECE}, {tcp.CWR, decode.CWR}} {
-		if f.on {
-			r.Flags |= f.f
-		}
-	}
-	for _, o := range tcp.Options {
-		if o.OptionType <= layers.TCPOptionKindNop {
-			continue
-		}
-		if c, ok := set.Option(uint8(o.OptionType), o.OptionData, tcp.SYN); ok {
-			if r.TOACount == 0 {
-				r.TOA = c
-			}
-			r.TOACount++
-		}
-	}
-}
-
 // dlpDecoder decodes with a gopacket.DecodingLayerParser, gopacket's
 // fastest way: preallocated layers, no packet objects.
 func dlpDecoder(c *Capture) (packetFunc, func() Mappings, error) {
@@ -198,7 +164,7 @@ func dlpDecoder(c *Capture) (packetFunc, func() Mappings, error) {
 				src, dst = ip6.SrcIP, ip6.DstIP
 			}
 		}
-		fill(&r, set, ts, src, dst, &tcp)
+		gporacle.Fill(&r, set, ts, src, dst, &tcp)
 		if r.TOACount > 0 {
 			found.observe(r.Peer, r.Local, r.TOA)
 		}
@@ -228,7 +194,7 @@ func newPacketDecoder(c *Capture) (packetFunc, func() Mappings, error) {
 		default:
 			return
 		}
-		fill(&r, set, ts, src, dst, tcp)
+		gporacle.Fill(&r, set, ts, src, dst, tcp)
 		if r.TOACount > 0 {
 			found.observe(r.Peer, r.Local, r.TOA)
 		}
