@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/bench/apicmp"
 	"github.com/toad-project/toad/decode"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
@@ -54,24 +55,6 @@ func benchConns(tb testing.TB, f *fixture, n int) []*toadv1.ConnectionKey {
 	return keys
 }
 
-// echoServer is a bare gRPC server with grpc.testing's TestService.
-type echoServer struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (echoServer) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, req.GetResponseSize())}}, nil
-}
-
-func (echoServer) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, s testgrpc.TestService_StreamingOutputCallServer) error {
-	for _, p := range req.GetResponseParameters() {
-		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // startEcho serves the echo service on a unix socket; it returns a client.
 func startEcho(b *testing.B) testgrpc.TestServiceClient {
 	path := filepath.Join(b.TempDir(), "echo.sock")
@@ -80,7 +63,7 @@ func startEcho(b *testing.B) testgrpc.TestServiceClient {
 		b.Fatal(err)
 	}
 	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, echoServer{})
+	testgrpc.RegisterTestServiceServer(s, apicmp.Echo{})
 	go s.Serve(l)
 	b.Cleanup(s.Stop)
 	return testgrpc.NewTestServiceClient((&fixture{socket: path}).dial(b, transports[0]))
