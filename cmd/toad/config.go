@@ -300,6 +300,11 @@ func (c *serveConfig) validate() error {
 			return usagef("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
 		}
 	}
+	if c.Socket != "" {
+		if err := api.CheckSocketPath(c.Socket); err != nil {
+			return usagef("--socket %s: %v", c.Socket, err)
+		}
+	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
 		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)
 	}

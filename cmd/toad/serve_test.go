@@ -553,6 +553,21 @@ func TestServeFlags(t *testing.T) {
 	}
 }
 
+// TestServeSocketPathLimit: a socket path longer than the kernel takes is
+// refused as a bad setting, before anything is made, with the limit named.
+func TestServeSocketPathLimit(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), strings.Repeat("s", 108)+".sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // should toad start, it stops at once
+	var stdout, stderr bytes.Buffer
+	code := command(ctx, []string{"serve", "--pcap", samplePath, "--socket", sock,
+		"--listen", "", "--health-listen", "", "--metrics-listen", ""}, nil, &stdout, &stderr)
+	want := fmt.Sprintf("--socket %s: socket path of %d bytes: the kernel takes at most 107", sock, len(sock))
+	if code != 2 || !strings.Contains(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("serve --socket (%d bytes): exit %d, stderr %q; want exit 2 and one line containing %q", len(sock), code, stderr.String(), want)
+	}
+}
+
 // TestServeStartErrors: settings the system cannot honour fail at start,
 // before anything serves, with one line naming the setting and exit
 // status 1.
