@@ -31,6 +31,10 @@ const (
 	DefaultMaxSendMsgSize       = 4 << 20
 )
 
+// NoWait, as Config.MaxWait, lets no Lookup wait: every lookup answers
+// from what the table holds at once, whatever wait it asks for.
+const NoWait time.Duration = -1
+
 // Bounds of the health-only server of ServeHealth.
 const (
 	healthMaxMsgSize = 4 << 10
@@ -39,7 +43,7 @@ const (
 
 // Config bounds a Server. Zero fields take the defaults above.
 type Config struct {
-	// MaxWait caps the wait a Lookup may ask for.
+	// MaxWait caps the wait a Lookup may ask for; NoWait lets none wait.
 	MaxWait time.Duration
 	// MaxBatch is the most keys one BatchLookup may hold.
 	MaxBatch int
@@ -72,7 +76,7 @@ func (c Config) withDefaults() (Config, error) {
 		name string
 		v    int64
 	}{
-		{"MaxWait", int64(c.MaxWait)}, {"MaxBatch", int64(c.MaxBatch)},
+		{"MaxBatch", int64(c.MaxBatch)},
 		{"MaxWatchers", int64(c.MaxWatchers)}, {"WatchBuffer", int64(c.WatchBuffer)},
 		{"MaxRecvMsgSize", int64(c.MaxRecvMsgSize)}, {"MaxSendMsgSize", int64(c.MaxSendMsgSize)},
 		{"Drain", int64(c.Drain)},
@@ -86,8 +90,11 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
-	if c.MaxWait == 0 {
+	switch {
+	case c.MaxWait == 0:
 		c.MaxWait = DefaultMaxWait
+	case c.MaxWait < 0 && c.MaxWait != NoWait:
+		return c, fmt.Errorf("api config: MaxWait is negative (%d): want NoWait, 0 for the default, or a bound", c.MaxWait)
 	}
 	def(&c.MaxBatch, DefaultMaxBatch)
 	def(&c.MaxWatchers, DefaultMaxWatchers)

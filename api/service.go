@@ -67,7 +67,7 @@ func (s *service) wait(ctx context.Context, d *durationpb.Duration) (time.Durati
 	if w < 0 {
 		return 0, invalidArgument("wait", fmt.Sprintf("wait %v is negative: want 0 to answer at once, or how long to wait for the handshake", w))
 	}
-	w = min(w, s.cfg.MaxWait)
+	w = max(0, min(w, s.cfg.MaxWait)) // NoWait is negative
 	if dl, ok := ctx.Deadline(); ok && w > 0 {
 		w = max(0, min(w, time.Until(dl)-deadlineMargin))
 	}

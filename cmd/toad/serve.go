@@ -104,8 +104,12 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 		return capture.Stats{}, metrics.NoSource
 	}
 	latency := metrics.NewLatency()
+	maxWait := cfg.MaxWait
+	if maxWait == 0 {
+		maxWait = api.NoWait // --max-wait 0: no lookup waits
+	}
 	srv, err := api.New(table, api.Config{
-		MaxWait: cfg.MaxWait,
+		MaxWait: maxWait,
 		Logger:  root.With("component", "api"),
 		Counters: func() map[string]uint64 {
 			if st, k := captureStats(); k != metrics.NoSource {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/capture"
@@ -550,6 +551,32 @@ func TestServeFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), tt.err) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("serve %q with %q: exit %d, stderr %q; want exit 2 and one line containing %q", tt.args, tt.env, code, stderr.String(), tt.err)
 		}
+	}
+}
+
+// TestServeMaxWaitZero: --max-wait 0 means that no lookup waits, whatever
+// wait it asks for.
+func TestServeMaxWaitZero(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	serving(t, "--pcap", samplePath, "--socket", sock, "--listen", "", "--max-wait", "0", "--drain", "0s")
+	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	svc := toadv1.NewLookupServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.99:1", Local: "192.0.2.20:8080", Wait: durationpb.New(3 * time.Second)})
+	if status.Code(err) != codes.NotFound || strings.Contains(status.Convert(err).Message(), "waited") {
+		t.Errorf("Lookup asking to wait 3s with --max-wait 0: %v; want NotFound, without waiting", err)
+	}
+	st, err := svc.GetStats(ctx, &toadv1.GetStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.GetTable(); got.GetLookupsNotFound() != 1 || got.GetLookupsTimedOut() != 0 {
+		t.Errorf("GetStats: %d lookups not found at once, %d timed out; want 1 and 0", got.GetLookupsNotFound(), got.GetLookupsTimedOut())
 	}
 }
 
