@@ -289,14 +289,13 @@ func (c *serveConfig) validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
-			return usagef("--%s %q: want host:port, such as 127.0.0.1:9470 or :50052", a.flag, a.addr)
+		if err := checkListenAddr(a.addr); err != nil {
+			return usagef("--%s %q: %v", a.flag, a.addr, err)
 		}
 	}
 	if c.Listen != "" && !c.AllowRemote {
-		// Host names other than localhost are checked once resolved.
 		host, _, _ := net.SplitHostPort(c.Listen)
-		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
+		if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
 			return usagef("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
 		}
 	}
@@ -307,6 +306,26 @@ func (c *serveConfig) validate() error {
 	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
 		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)
+	}
+	return nil
+}
+
+// checkListenAddr checks a TCP listen address: a port number, and an IP
+// address, localhost or nothing (every address) for the host. Other host
+// names are refused: what they resolve to is not what was read.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return errors.New("want host:port, such as 127.0.0.1:9470 or :50052")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" || host == "localhost" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q is not an IP address: want one such as 127.0.0.1, [::1] or 192.0.2.20, localhost, or none for every address", host)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +141,20 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A live capture is attached before anything is logged, so that a
+	// missing capability, like a bad setting, costs one line. Replayed
+	// files load while health answers NOT_SERVING, below.
+	var s source
+	if len(cfg.Pcaps) == 0 {
+		if s, err = liveSource(cfg, table, root.With("component", "capture")); err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return err
+		}
+		defer s.close()
+		src.Store(&s)
+	}
 	log.Info("starting", "version", b.Version, "revision", b.Revision, "go", b.Go)
 	for _, k := range cfg.UnknownEnv {
 		log.Warn("environment variable names no setting of toad serve: ignored", "var", k)
@@ -177,17 +192,13 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 		})
 	}
 
-	var s source
 	if len(cfg.Pcaps) > 0 {
-		s, err = replaySource(ctx, cfg, table, root.With("component", "replay"))
-	} else {
-		s, err = liveSource(cfg, table, root.With("component", "capture"))
+		if s, err = replaySource(ctx, cfg, table, root.With("component", "replay")); err != nil {
+			return err
+		}
+		defer s.close()
+		src.Store(&s)
 	}
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	src.Store(&s)
 
 	// The capture runs before the snapshot loads, so that no handshake is
 	// missed meanwhile; connections it already saw keep what it saw.
@@ -276,6 +287,16 @@ func preflight(cfg serveConfig) error {
 			}
 			return fmt.Errorf("--interface %s: %w (ip link lists the interfaces)", cfg.Interface, err)
 		}
+	}
+	for _, name := range cfg.Pcaps {
+		if name == "-" {
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("--pcap %s: %w", name, errors.Unwrap(err)) // the path is said already
+		}
+		f.Close()
 	}
 	if cfg.Snapshot != "" {
 		if err := checkSnapshotDir(cfg.Snapshot); err != nil {

@@ -442,3 +442,52 @@ func (c *child) find(t *testing.T, msg string) map[string]any {
 	t.Fatalf("no %q in toad's log", msg)
 	return nil
 }
+
+// TestServeWithoutCapNetRaw: a live capture without CAP_NET_RAW fails at
+// start with one line saying what to grant, like a bad setting: nothing
+// is logged as listening first, and nothing is left behind.
+func TestServeWithoutCapNetRaw(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "toad.sock")
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The capture's sockets are opened on this thread, which loses the
+		// capability for good and is never unlocked; without root there
+		// is no capability to lose.
+		runtime.LockOSThread()
+		if os.Geteuid() == 0 {
+			hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+			var data [2]unix.CapUserData
+			if err := unix.Capget(&hdr, &data[0]); err != nil {
+				done <- result{code: -1, stderr: err.Error()}
+				return
+			}
+			data[0].Effective &^= 1 << unix.CAP_NET_RAW
+			data[0].Permitted &^= 1 << unix.CAP_NET_RAW
+			if err := unix.Capset(&hdr, &data[0]); err != nil {
+				done <- result{code: -1, stderr: err.Error()}
+				return
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // should the capture open, toad stops at once
+		var stdout, stderr bytes.Buffer
+		code := command(ctx, []string{"serve", "--socket", sock, "--listen", "", "--health-listen", "127.0.0.1:0",
+			"--metrics-listen", "127.0.0.1:0"}, nil, &stdout, &stderr)
+		done <- result{code, stdout.String(), stderr.String()}
+	}()
+	r := <-done
+	if r.code == -1 {
+		t.Fatalf("drop CAP_NET_RAW: %s", r.stderr)
+	}
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "toad serve: ") || !strings.Contains(r.stderr, "CAP_NET_RAW") {
+		t.Errorf("serve without CAP_NET_RAW: exit %d, stderr %q; want exit 1 and one line naming CAP_NET_RAW", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}

@@ -554,6 +554,34 @@ func TestServeFlags(t *testing.T) {
 	}
 }
 
+// TestServeAddressErrors: a listen address that is not an IP address (or
+// localhost) and a port is a bad setting like any other: exit status 2 and
+// one line naming it, before anything listens.
+func TestServeAddressErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // should toad start, it stops at once
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--listen", "127.1:50051"}, `--listen "127.1:50051": "127.1" is not an IP address`},
+		{[]string{"--listen", "0:50051"}, `--listen "0:50051": "0" is not an IP address`},
+		{[]string{"--listen", "0:50051", "--allow-remote"}, `--listen "0:50051": "0" is not an IP address`},
+		{[]string{"--health-listen", "0:50052"}, `--health-listen "0:50052": "0" is not an IP address`},
+		{[]string{"--metrics-listen", "toad.example:9470"}, `--metrics-listen "toad.example:9470": "toad.example" is not an IP address`},
+		{[]string{"--metrics-listen", "127.0.0.1:http"}, `--metrics-listen "127.0.0.1:http": port "http" is not a number`},
+		{[]string{"--health-listen", ":70000"}, `--health-listen ":70000": port "70000" is not a number from 0 to 65535`},
+	} {
+		args := append([]string{"serve", "--pcap", samplePath, "--socket", filepath.Join(t.TempDir(), "toad.sock"),
+			"--listen", "", "--health-listen", "", "--metrics-listen", ""}, tt.args...)
+		var stdout, stderr bytes.Buffer
+		code := command(ctx, args, nil, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tt.err) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("serve %q: exit %d, stderr %q; want exit 2 and one line containing %q", tt.args, code, stderr.String(), tt.err)
+		}
+	}
+}
+
 // TestServeMaxWaitZero: --max-wait 0 means that no lookup waits, whatever
 // wait it asks for.
 func TestServeMaxWaitZero(t *testing.T) {
@@ -621,7 +649,7 @@ func TestServeStartErrors(t *testing.T) {
 		{[]string{"--pcap", samplePath, "--socket", filepath.Join(file, "toad.sock")}, "--socket " + filepath.Join(file, "toad.sock") + ":", true},
 		{[]string{"--pcap", samplePath, "--metrics-listen", busy.Addr().String()}, "--metrics-listen " + busy.Addr().String() + ": listen tcp", true},
 		{[]string{"--pcap", samplePath, "--health-listen", busy.Addr().String()}, "--health-listen " + busy.Addr().String() + ": listen tcp", true},
-		{[]string{"--pcap", filepath.Join(dir, "missing.pcap")}, "--pcap " + filepath.Join(dir, "missing.pcap") + ": no such file", false},
+		{[]string{"--pcap", filepath.Join(dir, "missing.pcap")}, "--pcap " + filepath.Join(dir, "missing.pcap") + ": no such file", true},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := command(context.Background(), append(append([]string{"serve"}, quiet...), tt.args...), nil, &stdout, &stderr)
