@@ -121,6 +121,7 @@ func (s *Set) Scan(opts []byte, seg Segment, first *Client) (count uint8, err er
 	// A Fast Open look-alike in a SYN with data is set aside, and read as
 	// a TOA if the list turns out to hold another Fast Open option.
 	var (
+		synData    = seg&(SYN|ACK|Data) == SYN|Data
 		aside      []byte // the first look-alike's option
 		asideFirst bool   // no TOA came before it
 		fastOpens  int    // Fast Open options of either form
@@ -144,7 +145,7 @@ func (s *Set) Scan(opts []byte, seg Segment, first *Client) (count uint8, err er
 		}
 		data := opts[i+2 : i+n]
 		i += n
-		if kind == optFastOpen || isFastOpen(kind, data) {
+		if synData && (kind == optFastOpen || isFastOpen(kind, data)) {
 			fastOpens++
 		}
 		if n > maxOptLen || s.layout[kind][n] == LayoutNone {
@@ -152,7 +153,7 @@ func (s *Set) Scan(opts []byte, seg Segment, first *Client) (count uint8, err er
 		}
 		c, ok := s.Option(kind, data, seg)
 		if !ok {
-			if aside == nil && seg&(SYN|ACK|Data) == SYN|Data && isFastOpen(kind, data) {
+			if aside == nil && synData && isFastOpen(kind, data) {
 				aside, asideFirst = opts[i-n:i], count == 0
 			}
 			continue
