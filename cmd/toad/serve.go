@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api"
@@ -173,7 +174,7 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	defer httpSrv.Close()
 	served := make(chan error, len(ls))
 	for _, l := range ls {
-		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String())
+		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String(), "max_conns", l.maxConns)
 		wg.Go(func() {
 			var err error
 			switch l.role {
@@ -320,14 +321,31 @@ var listeningMsg = map[string]string{
 	roleMetrics: "listening for metrics",
 }
 
-// listener is an open listener and what it serves.
+// listener is an open listener, what it serves, and how many connections
+// it holds at most.
 type listener struct {
 	net.Listener
-	role string
+	role     string
+	maxConns int
 }
 
-// listen opens the configured listeners, closing them all on failure.
+// listen opens the configured listeners, each bounded by its share of the
+// process's descriptors, closing them all on failure.
 func listen(cfg serveConfig) ([]listener, error) {
+	limit, err := fdLimit()
+	if err != nil {
+		return nil, fmt.Errorf("read the descriptor limit: %w", err)
+	}
+	apiListeners := 0
+	for _, a := range []string{cfg.Socket, cfg.Listen} {
+		if a != "" {
+			apiListeners++
+		}
+	}
+	budget, err := newConnBudget(limit, cfg.Readers, apiListeners)
+	if err != nil {
+		return nil, err
+	}
 	var ls []listener
 	fail := func(err error) ([]listener, error) {
 		for _, l := range ls {
@@ -335,23 +353,29 @@ func listen(cfg serveConfig) ([]listener, error) {
 		}
 		return nil, err
 	}
+	add := func(l net.Listener, role string, n int) {
+		ls = append(ls, listener{netutil.LimitListener(l, n), role, n})
+	}
 	if cfg.Socket != "" {
 		l, err := api.ListenUnix(cfg.Socket, api.DefaultSocketMode)
 		if err != nil {
 			return fail(fmt.Errorf("--socket %s: %w", cfg.Socket, err))
 		}
-		ls = append(ls, listener{l, roleAPI})
+		add(l, roleAPI, budget.API)
 	}
 	if cfg.Listen != "" {
 		l, err := api.ListenTCP(cfg.Listen, cfg.AllowRemote)
 		if err != nil {
 			return fail(fmt.Errorf("--listen %s: %w", cfg.Listen, err))
 		}
-		ls = append(ls, listener{l, roleAPI})
+		add(l, roleAPI, budget.API)
 	}
-	for _, a := range []struct{ flag, addr, role string }{
-		{"health-listen", cfg.HealthListen, roleHealth},
-		{"metrics-listen", cfg.MetricsListen, roleMetrics},
+	for _, a := range []struct {
+		flag, addr, role string
+		maxConns         int
+	}{
+		{"health-listen", cfg.HealthListen, roleHealth, budget.Health},
+		{"metrics-listen", cfg.MetricsListen, roleMetrics, budget.Metrics},
 	} {
 		if a.addr == "" {
 			continue
@@ -360,7 +384,7 @@ func listen(cfg serveConfig) ([]listener, error) {
 		if err != nil {
 			return fail(fmt.Errorf("--%s %s: %w", a.flag, a.addr, err))
 		}
-		ls = append(ls, listener{l, a.role})
+		add(l, a.role, a.maxConns)
 	}
 	return ls, nil
 }

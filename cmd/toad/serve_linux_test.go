@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,6 +39,42 @@ import (
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
+
+// toadBinary builds the toad command once per test run, stamped with
+// version v0.0.0-test, and returns its path.
+func toadBinary(t *testing.T) string {
+	t.Helper()
+	path, err := buildToad()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// binDir holds the binary buildToad built, removed by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var buildToad = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "toad-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "toad")
+	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v0.0.0-test", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // sendFrames writes Ethernet frames out of iface from inside ns.
 func sendFrames(t *testing.T, ns *netnstest.NS, iface string, frames ...[]byte) {
@@ -133,6 +172,13 @@ func startChild(t *testing.T, ns *netnstest.NS, bin string, env []string, args .
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin, "serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	return startProcess(t, cmd)
+}
+
+// startProcess starts cmd, a toad serve logging JSON, and returns once it
+// logs that it serves.
+func startProcess(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -258,11 +304,7 @@ func grpcIn(t *testing.T, ns *netnstest.NS, addr string) *grpc.ClientConn {
 func TestServeBinary(t *testing.T) {
 	privtest.Require(t, "ip")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "toad")
-	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v0.0.0-test", ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := toadBinary(t)
 	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "toad v0.0.0-test\n") {
 		t.Errorf("toad version: %q, %v; want the stamped version first", out, err)
 	}
@@ -489,5 +531,84 @@ func TestServeWithoutCapNetRaw(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestServeDescriptorLimit: a real toad serve under a descriptor limit of
+// 256 keeps answering lookups and scrapes while connections that send the
+// HTTP/2 preface and SETTINGS, then nothing, pile up on its health port,
+// twice as many as it has descriptors: the health listener holds its
+// share, the rest wait in the kernel's queue.
+func TestServeDescriptorLimit(t *testing.T) {
+	bin := toadBinary(t)
+	const limit = 256
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "serve", "--pcap", samplePath, "--socket", sock, "--listen", "",
+		"--health-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--drain", "0s")
+	toad := startProcess(t, cmd)
+	health, metricsAddr := toad.find(t, listeningMsg[roleHealth]), toad.find(t, listeningMsg[roleMetrics])
+	budget, err := newConnBudget(limit, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := health["max_conns"]; got != float64(budget.Health) {
+		t.Fatalf("health listener holds at most %v connections, want %d (of %d descriptors)", got, budget.Health, limit)
+	}
+
+	// The flood: every connection sends the preface and SETTINGS; those
+	// the health listener takes get the server's SETTINGS back.
+	served := make(chan struct{}, 2*limit)
+	for range 2 * limit {
+		c, err := net.Dial("tcp", health["addr"].(string))
+		if err != nil {
+			t.Fatalf("connection to the health port: %v", err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+			t.Fatal(err)
+		}
+		if err := http2.NewFramer(c, nil).WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			if f, err := http2.NewFramer(nil, c).ReadFrame(); err == nil {
+				if _, ok := f.(*http2.SettingsFrame); ok {
+					served <- struct{}{}
+				}
+			}
+		}()
+	}
+	deadline := time.After(60 * time.Second)
+	for range budget.Health {
+		select {
+		case <-served:
+		case <-deadline:
+			t.Fatalf("the health listener did not take its %d connections", budget.Health)
+		}
+	}
+
+	// Lookups and scrapes still answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.New(sock, client.WithWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
+	if err != nil || !st.GetServing() {
+		t.Fatalf("GetStats under the flood: %v, %v; want an answer", st, err)
+	}
+	peer, local := netip.MustParseAddrPort("198.51.100.99:1"), netip.MustParseAddrPort("192.0.2.20:8080")
+	if _, err := c.Lookup(ctx, peer, local); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Lookup under the flood: %v, want ErrNotFound", err)
+	}
+	web := &http.Client{Timeout: 20 * time.Second}
+	if code, _ := scrape(t, web.Get, metricsAddr["addr"].(string), "/metrics"); code != http.StatusOK {
+		t.Errorf("GET /metrics under the flood = %d, want 200", code)
+	}
+	if code := toad.stop(t); code != 0 {
+		t.Errorf("toad exited %d after SIGTERM, want 0", code)
 	}
 }
