@@ -31,6 +31,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
@@ -610,5 +611,95 @@ func TestServeDescriptorLimit(t *testing.T) {
 	}
 	if code := toad.stop(t); code != 0 {
 		t.Errorf("toad exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestServeWatchersNotReading: against a real toad serve capturing live,
+// 64 watchers (the limit) that never read lose their connections once
+// events pile up, so that another watcher gets in; and SIGTERM with
+// watchers that do not read stops at once, not at --shutdown-timeout.
+func TestServeWatchersNotReading(t *testing.T) {
+	privtest.Require(t, "ip")
+	bin := toadBinary(t)
+	pod, peer := netnstest.New(t, "watchers"), netnstest.New(t, "watchers")
+	netnstest.Veth(t, pod, "veth-a", peer, "veth-b")
+	pod.IP(t, "link set veth-a address 02:00:00:00:00:01", "addr add 192.0.2.20/24 dev veth-a")
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	toad := startChild(t, pod, bin, nil, "--interface", "veth-a", "--socket", sock, "--listen", "",
+		"--health-listen", "", "--metrics-listen", "", "--trusted-proxies", "198.51.100.0/24",
+		"--log-format", "json", "--drain", "0s", "--shutdown-timeout", "60s")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	// A watcher that never reads, on a connection of its own whose window
+	// stays at 64 KiB: the server's sends block once it is full.
+	stalled := func() {
+		cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		w, err := toadv1.NewLookupServiceClient(cc).Watch(ctx, &toadv1.WatchRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Header(); err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+	}
+	// flood opens n connections through a trusted proxy: an event each.
+	port := uint16(20000)
+	flood := func(n int) {
+		eth := craft.Framing{Link: decode.LinkEthernet}
+		frames := make([][]byte, n)
+		for i := range frames {
+			port++
+			frames[i] = craft.Frame(eth, &craft.Segment{Src: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.10"), port),
+				Dst: netip.MustParseAddrPort("192.0.2.20:8080"), Flags: decode.SYN, Seq: 1,
+				Options: craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.7:51234"))})
+		}
+		sendFrames(t, peer, "veth-b", frames...)
+	}
+
+	for range api.DefaultMaxWatchers {
+		stalled()
+	}
+	c, err := client.New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a watcher beside %d: %v, want ResourceExhausted", api.DefaultMaxWatchers, err)
+	}
+	flood(3000)
+	for range api.DefaultMaxWatchers {
+		toad.waitLog(t, "watcher stopped reading: its connection was closed")
+	}
+	w, err = c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = w.Header()
+	}
+	if err != nil {
+		t.Fatalf("a watcher once the stalled ones were dropped: %v, want its stream", err)
+	}
+
+	// SIGTERM with watchers that do not read, their sends blocked.
+	for range 8 {
+		stalled()
+	}
+	flood(3000)
+	if code := toad.stop(t); code != 0 {
+		t.Errorf("toad exited %d after SIGTERM, want 0", code)
+	}
+	for _, m := range toad.lines {
+		if m["msg"] == "graceful stop cut short" {
+			t.Errorf("SIGTERM waited for the watchers that do not read: %v", m)
+		}
 	}
 }
