@@ -21,7 +21,9 @@ const DefaultSocket = "/run/toad/toad.sock"
 // DefaultSocketMode lets the owner and the group connect.
 const DefaultSocketMode fs.FileMode = 0o660
 
-// DefaultListen is toad's loopback TCP address.
+// DefaultListen is the loopback TCP address toad's documentation and
+// examples use when lookups over TCP are turned on; toad serve listens on
+// no TCP address unless told to.
 const DefaultListen = "127.0.0.1:50051"
 
 // ErrInUse reports a unix socket another process still serves on.
@@ -57,6 +59,14 @@ const probeTimeout = time.Second
 // a socket. The socket is made under a temporary name, given its mode, and
 // renamed into place, so it never exists at path with looser permissions.
 func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
+	return ListenUnixGroup(path, mode, -1)
+}
+
+// ListenUnixGroup is ListenUnix with the socket given group gid, so that
+// its members may connect with mode 0660; -1 keeps the process's group. A
+// directory it makes gets the group too. The process must belong to the
+// group, or be root.
+func ListenUnixGroup(path string, mode fs.FileMode, gid int) (net.Listener, error) {
 	if err := CheckSocketPath(path); err != nil {
 		return nil, fmt.Errorf("listen unix: %w", err)
 	}
@@ -68,8 +78,15 @@ func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen unix %s: %w", path, err)
 	}
+	_, err = os.Stat(dir)
+	made := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("listen unix: %w", err)
+	}
+	if made && gid >= 0 {
+		if err := os.Chown(dir, -1, gid); err != nil {
+			return nil, fmt.Errorf("listen unix: give %s group %d: %w", dir, gid, err)
+		}
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
@@ -80,6 +97,11 @@ func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 		l.Close()
 		os.Remove(tmp)
 		return nil, fmt.Errorf("listen unix %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(fmt.Errorf("give the socket group %d: %w (toad must be root or a member of it)", gid, err))
+		}
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)

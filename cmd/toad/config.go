@@ -23,8 +23,8 @@ import (
 const serveUsage = `usage: toad serve [flags]
 
 Captures TCP segments carrying TOAs, keeps the connection table, and
-answers the toad.v1.LookupService over gRPC on a unix socket and on
-loopback TCP. With --pcap it replays capture files into the table instead
+answers the toad.v1.LookupService over gRPC on a unix socket (and on TCP
+when --listen says so). With --pcap it replays capture files into the table instead
 of capturing, then keeps serving what they held (the table is then frozen:
 nothing expires).
 
@@ -58,6 +58,7 @@ type serveConfig struct {
 	Pcaps     []string // replay these instead of capturing
 
 	Socket        string // "" serves no unix socket
+	SocketGroup   string // a group name or number; "" keeps toad's
 	Listen        string // "" serves no TCP
 	AllowRemote   bool
 	HealthListen  string // "" serves no health-only listener
@@ -114,7 +115,6 @@ func envName(name string) string {
 func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	cfg := serveConfig{
 		Socket:          api.DefaultSocket,
-		Listen:          api.DefaultListen,
 		HealthListen:    defaultHealthListen,
 		MetricsListen:   defaultMetricsListen,
 		Dialects:        toa.DefaultSet(),
@@ -145,7 +145,8 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	})
 
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket `path` to serve lookups on (mode 0660, directory made if missing); empty for none")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP `address` to serve lookups on, loopback unless --allow-remote; empty for none")
+	fs.StringVar(&cfg.SocketGroup, "socket-group", "", "`group` (name or number) given the unix socket, whose members may then ask (default: toad's own)")
+	fs.StringVar(&cfg.Listen, "listen", "", "TCP `address` to serve lookups on too, such as 127.0.0.1:50051: any local user may then ask; loopback unless --allow-remote")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback: the API reveals client addresses")
 	fs.StringVar(&cfg.HealthListen, "health-listen", cfg.HealthListen, "TCP `address` serving gRPC health alone, for probes; empty for none")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "TCP `address` serving HTTP /metrics, /healthz and /readyz; empty for none")
@@ -303,6 +304,9 @@ func (c *serveConfig) validate() error {
 		if err := api.CheckSocketPath(c.Socket); err != nil {
 			return usagef("--socket %s: %v", c.Socket, err)
 		}
+	}
+	if c.SocketGroup != "" && c.Socket == "" {
+		return usagef("--socket-group %s without --socket: there is no socket to give it", c.SocketGroup)
 	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
 		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -357,7 +359,11 @@ func listen(cfg serveConfig) ([]listener, error) {
 		ls = append(ls, listener{netutil.LimitListener(l, n), role, n})
 	}
 	if cfg.Socket != "" {
-		l, err := api.ListenUnix(cfg.Socket, api.DefaultSocketMode)
+		gid, err := lookupGroup(cfg.SocketGroup)
+		if err != nil {
+			return fail(fmt.Errorf("--socket-group %s: %w", cfg.SocketGroup, err))
+		}
+		l, err := api.ListenUnixGroup(cfg.Socket, api.DefaultSocketMode, gid)
 		if err != nil {
 			return fail(fmt.Errorf("--socket %s: %w", cfg.Socket, err))
 		}
@@ -387,6 +393,21 @@ func listen(cfg serveConfig) ([]listener, error) {
 		add(l, a.role, a.maxConns)
 	}
 	return ls, nil
+}
+
+// lookupGroup returns the id of group, a number or a name, or -1 for "".
+func lookupGroup(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("%w (give the group's number where there is no /etc/group)", err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // replayed is the source of --pcap: files replayed once, at start.

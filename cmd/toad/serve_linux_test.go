@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -615,9 +616,10 @@ func TestServeDescriptorLimit(t *testing.T) {
 }
 
 // TestServeWatchersNotReading: against a real toad serve capturing live,
-// 64 watchers (the limit) that never read lose their connections once
-// events pile up, so that another watcher gets in; and SIGTERM with
-// watchers that do not read stops at once, not at --shutdown-timeout.
+// watchers that never read, up to the limit with one that does, lose
+// their connections once events pile up, so that another watcher gets in;
+// and SIGTERM with watchers that do not read stops at once, not at
+// --shutdown-timeout.
 func TestServeWatchersNotReading(t *testing.T) {
 	privtest.Require(t, "ip")
 	bin := toadBinary(t)
@@ -648,28 +650,48 @@ func TestServeWatchersNotReading(t *testing.T) {
 			t.Fatalf("Watch: %v", err)
 		}
 	}
-	// flood opens n connections through a trusted proxy: an event each.
-	port := uint16(20000)
-	flood := func(n int) {
-		eth := craft.Framing{Link: decode.LinkEthernet}
-		frames := make([][]byte, n)
-		for i := range frames {
-			port++
-			frames[i] = craft.Frame(eth, &craft.Segment{Src: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.10"), port),
-				Dst: netip.MustParseAddrPort("192.0.2.20:8080"), Flags: decode.SYN, Seq: 1,
-				Options: craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.7:51234"))})
-		}
-		sendFrames(t, peer, "veth-b", frames...)
-	}
-
-	for range api.DefaultMaxWatchers {
-		stalled()
-	}
 	c, err := client.New(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// A watcher that reads paces the flood: each round is smaller than a
+	// watcher's buffer, and the next one goes once it has seen this one.
+	reader, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = reader.Header()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(20000)
+	flood := func(rounds int) {
+		eth := craft.Framing{Link: decode.LinkEthernet}
+		for range rounds {
+			frames := make([][]byte, 500)
+			for i := range frames {
+				port++
+				frames[i] = craft.Frame(eth, &craft.Segment{Src: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.10"), port),
+					Dst: netip.MustParseAddrPort("192.0.2.20:8080"), Flags: decode.SYN, Seq: 1,
+					Options: craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.7:51234"))})
+			}
+			sendFrames(t, peer, "veth-b", frames...)
+			last := fmt.Sprintf("198.51.100.10:%d", port)
+			for {
+				ev, err := reader.Recv()
+				if err != nil {
+					t.Fatalf("the watcher that reads: %v", err)
+				}
+				if ev.GetConnection().GetPeer() == last {
+					break
+				}
+			}
+		}
+	}
+
+	for range api.DefaultMaxWatchers - 1 {
+		stalled()
+	}
 	w, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
 	if err == nil {
 		_, err = w.Recv()
@@ -677,8 +699,8 @@ func TestServeWatchersNotReading(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a watcher beside %d: %v, want ResourceExhausted", api.DefaultMaxWatchers, err)
 	}
-	flood(3000)
-	for range api.DefaultMaxWatchers {
+	flood(6) // 3000 events: more than a stalled watcher's window and send quota hold
+	for range api.DefaultMaxWatchers - 1 {
 		toad.waitLog(t, "watcher stopped reading: its connection was closed")
 	}
 	w, err = c.Service().Watch(ctx, &toadv1.WatchRequest{})
@@ -693,7 +715,7 @@ func TestServeWatchersNotReading(t *testing.T) {
 	for range 8 {
 		stalled()
 	}
-	flood(3000)
+	flood(6)
 	if code := toad.stop(t); code != 0 {
 		t.Errorf("toad exited %d after SIGTERM, want 0", code)
 	}
@@ -701,5 +723,32 @@ func TestServeWatchersNotReading(t *testing.T) {
 		if m["msg"] == "graceful stop cut short" {
 			t.Errorf("SIGTERM waited for the watchers that do not read: %v", m)
 		}
+	}
+}
+
+// TestServeSocketGroup: --socket-group gives the socket a group whose
+// members may connect.
+func TestServeSocketGroup(t *testing.T) {
+	gid := os.Getgid()
+	if os.Geteuid() == 0 {
+		gid = 65534 // root may give it any group
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	sock := filepath.Join(dir, "toad.sock")
+	serving(t, "--pcap", samplePath, "--socket", sock, "--socket-group", strconv.Itoa(gid), "--drain", "0s")
+	for _, p := range []string{sock, dir} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Sys().(*syscall.Stat_t).Gid; got != uint32(gid) {
+			t.Errorf("%s belongs to group %d, want %d", p, got, gid)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	code := command(context.Background(), []string{"serve", "--pcap", samplePath, "--socket", filepath.Join(t.TempDir(), "toad.sock"),
+		"--socket-group", "toad-no-such-group", "--health-listen", "", "--metrics-listen", ""}, nil, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "--socket-group toad-no-such-group: ") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("--socket-group of no group: exit %d, stderr %q; want exit 1 and one line naming it", code, stderr.String())
 	}
 }

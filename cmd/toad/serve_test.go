@@ -582,6 +582,24 @@ func TestServeAddressErrors(t *testing.T) {
 	}
 }
 
+// TestServeNoTCPByDefault: out of the box, lookups are served on the unix
+// socket alone, whose permissions say who may ask: no TCP listener lets
+// every local user in.
+func TestServeNoTCPByDefault(t *testing.T) {
+	cfg, err := parseServe(nil, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "" {
+		t.Errorf("default --listen %q, want none", cfg.Listen)
+	}
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	d := serving(t, "--pcap", samplePath, "--socket", sock, "--drain", "0s")
+	if d.api != "" {
+		t.Errorf("toad serve with no --listen serves lookups on TCP %s, want the socket alone", d.api)
+	}
+}
+
 // TestServeMaxWaitZero: --max-wait 0 means that no lookup waits, whatever
 // wait it asks for.
 func TestServeMaxWaitZero(t *testing.T) {
@@ -721,7 +739,7 @@ func TestServeEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Socket != "/run/toad/toad.sock" || cfg.Listen != "127.0.0.1:50051" || cfg.HealthListen != ":50052" ||
+	if cfg.Socket != "/run/toad/toad.sock" || cfg.Listen != "" || cfg.HealthListen != ":50052" ||
 		cfg.MetricsListen != "127.0.0.1:9470" || cfg.Snapshot != "" || cfg.LogFormat != "text" || len(cfg.Trusted) != 0 {
 		t.Errorf("defaults %+v", cfg)
 	}
