@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
+	"github.com/toad-project/toad/internal/craft/gen"
 )
 
 // replayBudget is the most a replay of the hostile inputs below may
@@ -204,4 +206,53 @@ func TestReplayPCAPNGBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzReplay replays arbitrary input, gzipped or not. Nothing may panic;
+// no more packets may be counted than uncompressed input has room for; and
+// a classic pcap input gives the same counts and error read in place, as
+// a mapped file is, as read from a stream.
+func FuzzReplay(f *testing.F) {
+	for _, format := range []gen.Format{gen.PCAP, gen.PCAPNG} {
+		data, _ := generate(f, format, gen.Config{Seed: 3, Conns: 2, IPv6: 0.5})
+		f.Add(data)
+	}
+	frame := craft.Framing{Link: decode.LinkEthernet}.Frame((&craft.Segment{Src: proxy4, Dst: server4, Flags: decode.SYN}).IP())
+	good := ngBlock(ngEPB, 0, ngEPBHeader(uint32(len(frame)), uint32(len(frame))), frame)
+	for _, blocks := range [][]byte{
+		good,
+		ngBlock(ngEPB, 0, ngEPBHeader(1<<30, 1<<30), frame),
+		ngBlock(ngSPB, 0, le32(1<<30), frame),
+		ngBlock(0x0BAD, 0xfffffff0),
+		ngBlock(ngEPB, 8),
+	} {
+		f.Add(append(ngStart(0), blocks...))
+	}
+	var pcap bytes.Buffer
+	pcap.Write(pcapHeader(1))
+	pcap.Write(le32(1, 0, uint32(len(frame)), uint32(len(frame))))
+	pcap.Write(frame)
+	f.Add(pcap.Bytes())
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(pcap.Bytes())
+	zw.Close()
+	f.Add(gz.Bytes())
+
+	sink := SinkFunc(func(*decode.Record) {})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := Replay(context.Background(), bytes.NewReader(data), nil, sink)
+		gzipped := len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b
+		if !gzipped && st.Packets > uint64(len(data)/pcapRecordLen) {
+			t.Fatalf("%d packets counted in %d bytes", st.Packets, len(data))
+		}
+		if !isPCAP(data) {
+			return
+		}
+		rp := newReplayer(context.Background(), decode.New(nil), sink)
+		inPlace := rp.mapped(data)
+		if rp.st != st || fmt.Sprint(inPlace) != fmt.Sprint(err) {
+			t.Fatalf("read in place: %+v, %v\nfrom a stream: %+v, %v", rp.st, inPlace, st, err)
+		}
+	})
 }
