@@ -21,11 +21,30 @@ const DefaultSocket = "/run/toad/toad.sock"
 // DefaultSocketMode lets the owner and the group connect.
 const DefaultSocketMode fs.FileMode = 0o660
 
-// DefaultListen is toad's loopback TCP address.
+// DefaultListen is the loopback TCP address toad's documentation and
+// examples use when lookups over TCP are turned on; toad serve listens on
+// no TCP address unless told to.
 const DefaultListen = "127.0.0.1:50051"
 
 // ErrInUse reports a unix socket another process still serves on.
 var ErrInUse = errors.New("socket in use")
+
+// MaxSocketPath is the longest unix socket path the kernel takes, in bytes:
+// sun_path holds 108 with the terminating NUL. A longer path can be made by
+// a rename, but nobody can connect to it.
+const MaxSocketPath = 107
+
+// CheckSocketPath returns an error naming the limit when path is too long
+// for a unix socket, or empty.
+func CheckSocketPath(path string) error {
+	switch {
+	case path == "":
+		return errors.New("empty socket path")
+	case len(path) > MaxSocketPath:
+		return fmt.Errorf("socket path of %d bytes: the kernel takes at most %d (sun_path): choose a shorter path", len(path), MaxSocketPath)
+	}
+	return nil
+}
 
 // probeTimeout bounds the connect that tells a live socket from a stale one.
 const probeTimeout = time.Second
@@ -40,19 +59,35 @@ const probeTimeout = time.Second
 // a socket. The socket is made under a temporary name, given its mode, and
 // renamed into place, so it never exists at path with looser permissions.
 func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
-	if path == "" {
-		return nil, errors.New("listen unix: empty socket path")
+	return ListenUnixGroup(path, mode, -1)
+}
+
+// ListenUnixGroup is ListenUnix with the socket given group gid, so that
+// its members may connect with mode 0660; -1 keeps the process's group. A
+// directory it makes gets the group too. The process must belong to the
+// group, or be root.
+func ListenUnixGroup(path string, mode fs.FileMode, gid int) (net.Listener, error) {
+	if err := CheckSocketPath(path); err != nil {
+		return nil, fmt.Errorf("listen unix: %w", err)
 	}
 	if err := checkStale(path); err != nil {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
+	tmp, err := tempSocketPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listen unix %s: %w", path, err)
+	}
+	_, err = os.Stat(dir)
+	made := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("listen unix: %w", err)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".toad-"+hex.EncodeToString(rnd[:])+".sock")
+	if made && gid >= 0 {
+		if err := os.Chown(dir, -1, gid); err != nil {
+			return nil, fmt.Errorf("listen unix: give %s group %d: %w", dir, gid, err)
+		}
+	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen unix: %w", err)
@@ -62,6 +97,11 @@ func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 		l.Close()
 		os.Remove(tmp)
 		return nil, fmt.Errorf("listen unix %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(fmt.Errorf("give the socket group %d: %w (toad must be root or a member of it)", gid, err))
+		}
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
@@ -74,6 +114,23 @@ func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
 		return fail(err)
 	}
 	return &unixListener{UnixListener: l, addr: &net.UnixAddr{Name: path, Net: "unix"}, file: fi}, nil
+}
+
+// tempSocketPath returns a random name in dir for the socket to be made
+// under before it is renamed into place: ".toad-" and 8 hex digits, or as
+// many digits as the kernel's limit leaves in a long directory.
+func tempSocketPath(dir string) (string, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	digits := hex.EncodeToString(rnd[:])
+	if room := MaxSocketPath - len(dir) - len("/.toad-.sock"); room >= len(digits) {
+		return filepath.Join(dir, ".toad-"+digits+".sock"), nil
+	}
+	room := MaxSocketPath - len(dir) - len("/.")
+	if room < 4 {
+		return "", fmt.Errorf("directory of %d bytes leaves no room, under the kernel's %d for a socket path, for the temporary name the socket is made under: choose a shorter directory", len(dir), MaxSocketPath)
+	}
+	return filepath.Join(dir, "."+digits[:min(room, len(digits))]), nil
 }
 
 // checkStale returns nil when path is free or holds a socket nobody serves.

@@ -167,3 +167,40 @@ func TestListenTCP(t *testing.T) {
 		}
 	}
 }
+
+// pathOfLen returns a path of n bytes under dir, its last element name
+// long: the directory made for it is padded to fit.
+func pathOfLen(t *testing.T, dir, name string, n int) string {
+	t.Helper()
+	pad := n - len(dir) - len("/") - len("/") - len(name)
+	if pad < 1 {
+		t.Fatalf("%s is too long to make a path of %d bytes under it", dir, n)
+	}
+	p := filepath.Join(dir, strings.Repeat("d", pad), name)
+	if len(p) != n {
+		t.Fatalf("made a path of %d bytes, want %d", len(p), n)
+	}
+	return p
+}
+
+// TestListenUnixPathLimit: a path the kernel cannot connect to is refused
+// with the limit named; the longest it takes works, even in a directory
+// too long for the usual temporary name.
+func TestListenUnixPathLimit(t *testing.T) {
+	const maxSocketPath = 107 // sun_path's 108 bytes, with the NUL
+	dir := t.TempDir()
+	long := pathOfLen(t, dir, "toad.sock", maxSocketPath+1)
+	if l, err := api.ListenUnix(long, api.DefaultSocketMode); err == nil {
+		l.Close()
+		t.Errorf("ListenUnix of a %d-byte path succeeded; want an error naming the limit", len(long))
+	} else if !strings.Contains(err.Error(), "at most 107") {
+		t.Errorf("ListenUnix of a %d-byte path: %v; want the limit named", len(long), err)
+	}
+	for _, name := range []string{"toad.sock", "t.sock"} {
+		path := pathOfLen(t, dir, name, maxSocketPath)
+		listenUnix(t, path)
+		if !answers(path) {
+			t.Errorf("nothing answers on %s (%d bytes)", path, len(path))
+		}
+	}
+}

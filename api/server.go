@@ -26,20 +26,74 @@ const (
 	DefaultMaxBatch             = 10000
 	DefaultMaxWatchers          = 64
 	DefaultWatchBuffer          = 1024
+	DefaultWatchSendTimeout     = 10 * time.Second
 	DefaultMaxConcurrentStreams = 256
 	DefaultMaxRecvMsgSize       = 1 << 20
 	DefaultMaxSendMsgSize       = 4 << 20
 )
 
+// DefaultConn bounds the connections of the API listeners: local clients
+// that keep a connection for their lookups, and watchers.
+var DefaultConn = ConnLimits{Idle: 5 * time.Minute, Age: 24 * time.Hour, AgeGrace: time.Minute}
+
+// DefaultHealthConn bounds the connections of the health listener, which
+// may face the network: probes dial anew for each check.
+var DefaultHealthConn = ConnLimits{Idle: 10 * time.Second, Age: 5 * time.Minute, AgeGrace: 10 * time.Second}
+
+// ConnLimits bound how long a connection may stay, so that clients that
+// forget theirs, or hold them open on purpose, do not keep them for good.
+// Zero fields take the defaults of the listener's kind.
+type ConnLimits struct {
+	// Idle closes a connection that has had no call in flight for this
+	// long.
+	Idle time.Duration
+	// Age closes any connection this old (give or take 10%), once its
+	// calls in flight have had AgeGrace to finish; Watch streams end then.
+	Age      time.Duration
+	AgeGrace time.Duration
+}
+
+func (l ConnLimits) withDefaults(def ConnLimits) (ConnLimits, error) {
+	for _, d := range []*time.Duration{&l.Idle, &l.Age, &l.AgeGrace} {
+		if *d < 0 {
+			return l, fmt.Errorf("api config: negative connection limit %v", *d)
+		}
+	}
+	if l.Idle == 0 {
+		l.Idle = def.Idle
+	}
+	if l.Age == 0 {
+		l.Age = def.Age
+	}
+	if l.AgeGrace == 0 {
+		l.AgeGrace = def.AgeGrace
+	}
+	return l, nil
+}
+
+// handshakeTimeout bounds how long a new connection may take to send the
+// HTTP/2 preface.
+const handshakeTimeout = 5 * time.Second
+
+// flushGrace is how long Shutdown lets a connection flush what its calls,
+// all returned, wrote, and a blocked watcher's send complete, before it
+// closes the connection: only a client that does not read needs more.
+const flushGrace = 500 * time.Millisecond
+
+// NoWait, as Config.MaxWait, lets no Lookup wait: every lookup answers
+// from what the table holds at once, whatever wait it asks for.
+const NoWait time.Duration = -1
+
 // Bounds of the health-only server of ServeHealth.
 const (
 	healthMaxMsgSize = 4 << 10
 	healthMaxStreams = 16
+	healthBufferSize = 4 << 10 // per connection, each way
 )
 
 // Config bounds a Server. Zero fields take the defaults above.
 type Config struct {
-	// MaxWait caps the wait a Lookup may ask for.
+	// MaxWait caps the wait a Lookup may ask for; NoWait lets none wait.
 	MaxWait time.Duration
 	// MaxBatch is the most keys one BatchLookup may hold.
 	MaxBatch int
@@ -48,6 +102,13 @@ type Config struct {
 	// WatchBuffer is how many events each watcher may fall behind before it
 	// loses some.
 	WatchBuffer int
+	// WatchSendTimeout ends a Watch stream whose client has not taken an
+	// event for this long (its send blocked on flow control): its
+	// connection is closed, and its place goes to the next watcher.
+	WatchSendTimeout time.Duration
+	// Conn bounds the connections of the listeners Serve serves,
+	// HealthConn those of ServeHealth's.
+	Conn, HealthConn ConnLimits
 	// MaxConcurrentStreams bounds the calls in flight on one connection.
 	MaxConcurrentStreams uint32
 	// MaxRecvMsgSize and MaxSendMsgSize bound message sizes, in bytes.
@@ -72,10 +133,10 @@ func (c Config) withDefaults() (Config, error) {
 		name string
 		v    int64
 	}{
-		{"MaxWait", int64(c.MaxWait)}, {"MaxBatch", int64(c.MaxBatch)},
+		{"MaxBatch", int64(c.MaxBatch)},
 		{"MaxWatchers", int64(c.MaxWatchers)}, {"WatchBuffer", int64(c.WatchBuffer)},
 		{"MaxRecvMsgSize", int64(c.MaxRecvMsgSize)}, {"MaxSendMsgSize", int64(c.MaxSendMsgSize)},
-		{"Drain", int64(c.Drain)},
+		{"Drain", int64(c.Drain)}, {"WatchSendTimeout", int64(c.WatchSendTimeout)},
 	} {
 		if f.v < 0 {
 			return c, fmt.Errorf("api config: %s is negative (%d)", f.name, f.v)
@@ -86,8 +147,11 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
-	if c.MaxWait == 0 {
+	switch {
+	case c.MaxWait == 0:
 		c.MaxWait = DefaultMaxWait
+	case c.MaxWait < 0 && c.MaxWait != NoWait:
+		return c, fmt.Errorf("api config: MaxWait is negative (%d): want NoWait, 0 for the default, or a bound", c.MaxWait)
 	}
 	def(&c.MaxBatch, DefaultMaxBatch)
 	def(&c.MaxWatchers, DefaultMaxWatchers)
@@ -96,6 +160,16 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxSendMsgSize, DefaultMaxSendMsgSize)
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.WatchSendTimeout == 0 {
+		c.WatchSendTimeout = DefaultWatchSendTimeout
+	}
+	var err error
+	if c.Conn, err = c.Conn.withDefaults(DefaultConn); err != nil {
+		return c, err
+	}
+	if c.HealthConn, err = c.HealthConn.withDefaults(DefaultHealthConn); err != nil {
+		return c, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -118,10 +192,16 @@ type Server struct {
 	serving  atomic.Bool
 	mu       sync.Mutex // orders SetServing against shutdown
 	down     bool       // Shutdown or Close has begun
-	stopOnce sync.Once
 	doneOnce sync.Once
-	stopping chan struct{} // closed when Watch streams must end
+	stopping context.Context // done when Watch streams must end
+	stop     context.CancelFunc
 	done     chan struct{} // closed when the gRPC server has stopped
+
+	// Calls in flight on the API listeners, so that Shutdown knows when
+	// what is left is only bytes a client does not read.
+	calls    atomic.Int64
+	draining atomic.Bool   // Shutdown waits for calls to reach zero
+	idle     chan struct{} // a token when calls reach zero while draining
 }
 
 // New returns a Server answering from t. It serves nothing until Serve.
@@ -134,17 +214,20 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		health:   health.NewServer(),
-		stopping: make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:    cfg,
+		health: health.NewServer(),
+		done:   make(chan struct{}),
+		idle:   make(chan struct{}, 1),
 	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.svc = &service{table: t, cfg: &s.cfg, stopping: s.stopping, serving: &s.serving,
-		watchers: make(chan struct{}, cfg.MaxWatchers)}
+		watchers: make(chan struct{}, cfg.MaxWatchers), log: cfg.Logger}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.Creds(connCredentials{}), // so that a watcher's connection can be closed
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(handshakeTimeout),
 		// Local clients may ping to keep a Watch alive; anything more
 		// eager than this is abuse and gets the connection closed.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -152,11 +235,16 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 		// Find dead watchers: ping an idle connection after a minute, drop
-		// it when the ping goes unanswered.
+		// it when the ping goes unanswered. Forget idle and old ones.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:    time.Minute,
-			Timeout: 20 * time.Second,
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+			MaxConnectionIdle:     cfg.Conn.Idle,
+			MaxConnectionAge:      cfg.Conn.Age,
+			MaxConnectionAgeGrace: cfg.Conn.AgeGrace,
 		}),
+		grpc.ChainUnaryInterceptor(s.countUnary),
+		grpc.ChainStreamInterceptor(s.countStream),
 	}, cfg.Options...)...)
 	toadv1.RegisterLookupServiceServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -166,8 +254,15 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 		grpc.MaxRecvMsgSize(healthMaxMsgSize),
 		grpc.MaxSendMsgSize(healthMaxMsgSize),
 		grpc.MaxConcurrentStreams(healthMaxStreams),
+		grpc.ReadBufferSize(healthBufferSize),
+		grpc.WriteBufferSize(healthBufferSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.ConnectionTimeout(5*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     cfg.HealthConn.Idle,
+			MaxConnectionAge:      cfg.HealthConn.Age,
+			MaxConnectionAgeGrace: cfg.HealthConn.AgeGrace,
+		}),
+		grpc.ConnectionTimeout(handshakeTimeout),
 	)
 	healthpb.RegisterHealthServer(s.healthOnly, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -230,9 +325,12 @@ func (s *Server) SetServing(serving bool) {
 
 // Shutdown stops the server gracefully: health turns NOT_SERVING for the
 // configured drain, Watch streams end with UNAVAILABLE, calls in flight
-// finish, then the listeners close. When ctx ends first, the remaining
-// calls are cut off and Shutdown returns ctx's error. It is safe to call
-// more than once and together with Close.
+// finish, then the listeners close. A watcher whose client does not read
+// its stream, and any connection that still holds unread bytes once every
+// call has returned, is closed after a short grace rather than waited
+// for. When ctx ends first, the remaining calls are cut off and Shutdown
+// returns ctx's error. It is safe to call more than once and together
+// with Close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.goDown() {
 		// Another Shutdown or Close is under way: wait for it.
@@ -252,7 +350,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stop()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -261,11 +359,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-stopped:
+	case <-s.callsDone(ctx):
+		// Every call returned: what is left is bytes a client does not
+		// read. Give the others the grace to flush theirs.
+		t := time.NewTimer(flushGrace)
+		select {
+		case <-stopped:
+		case <-t.C:
+			s.cfg.Logger.Info("closing the connections of clients that do not read what they were sent")
+			s.grpc.Stop()
+			<-stopped
+		case <-ctx.Done():
+		}
+		t.Stop()
 	case <-ctx.Done():
-		err = ctx.Err()
-		s.cfg.Logger.Warn("graceful stop cut short", "err", err)
-		s.grpc.Stop()
-		<-stopped
+	}
+	if ctx.Err() != nil {
+		select {
+		case <-stopped:
+		default:
+			err = ctx.Err()
+			s.cfg.Logger.Warn("graceful stop cut short", "err", err)
+			s.grpc.Stop()
+			<-stopped
+		}
 	}
 	// Health answered NOT_SERVING until now; its calls are cut, not
 	// waited for: a health Watch would otherwise hold the stop.
@@ -278,11 +395,51 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // cut off. It is idempotent.
 func (s *Server) Close() error {
 	s.goDown()
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stop()
 	s.grpc.Stop()
 	s.healthOnly.Stop()
 	s.markDone()
 	return nil
+}
+
+// countUnary and countStream count the calls in flight.
+func (s *Server) countUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s.calls.Add(1)
+	defer s.callReturned()
+	return h(ctx, req)
+}
+
+func (s *Server) countStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	s.calls.Add(1)
+	defer s.callReturned()
+	return h(srv, ss)
+}
+
+func (s *Server) callReturned() {
+	if s.calls.Add(-1) == 0 && s.draining.Load() {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// callsDone returns a channel closed once no call is in flight, or ctx
+// ends. Only Shutdown calls it, once.
+func (s *Server) callsDone(ctx context.Context) <-chan struct{} {
+	s.draining.Store(true)
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for s.calls.Load() > 0 {
+			select {
+			case <-s.idle:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // goDown turns health to NOT_SERVING for good. It reports whether this

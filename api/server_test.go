@@ -142,6 +142,26 @@ func TestLookupWaitCapped(t *testing.T) {
 	}
 }
 
+// TestLookupNoWait: with NoWait, a lookup that asks to wait answers from
+// what the table holds at once.
+func TestLookupNoWait(t *testing.T) {
+	f := start(t, api.Config{MaxWait: api.NoWait})
+	c := f.client(t, transports[0])
+	_, err := c.Lookup(ctx(t), &toadv1.LookupRequest{Peer: "198.51.100.99:1", Local: connV4.local, Wait: durationpb.New(time.Hour)})
+	if got := status.Code(err); got != codes.NotFound {
+		t.Fatalf("code = %v (%v), want NotFound", got, err)
+	}
+	if msg := status.Convert(err).Message(); strings.Contains(msg, "waited") {
+		t.Errorf("message %q: want no wait", msg)
+	}
+	if st := f.table.Stats(); st.LookupsNotFound != 1 || st.LookupsTimedOut != 0 {
+		t.Errorf("table counted %d not found at once, %d timed out; want 1 and 0", st.LookupsNotFound, st.LookupsTimedOut)
+	}
+	if _, err := api.New(f.table, api.Config{MaxWait: -2}); err == nil {
+		t.Error("New with MaxWait -2: no error; want one (NoWait is the only negative bound)")
+	}
+}
+
 func TestBatchLookup(t *testing.T) {
 	f := start(t, api.Config{MaxBatch: 5})
 	open(t, f.table, connV4)

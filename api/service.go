@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,9 +35,10 @@ type service struct {
 
 	table    *correlate.Table
 	cfg      *Config
-	stopping <-chan struct{}
+	stopping context.Context // done when Watch streams must end
 	serving  *atomic.Bool
 	watchers chan struct{} // a token per Watch stream being served
+	log      *slog.Logger
 }
 
 func (s *service) Lookup(ctx context.Context, req *toadv1.LookupRequest) (*toadv1.LookupResponse, error) {
@@ -67,7 +70,7 @@ func (s *service) wait(ctx context.Context, d *durationpb.Duration) (time.Durati
 	if w < 0 {
 		return 0, invalidArgument("wait", fmt.Sprintf("wait %v is negative: want 0 to answer at once, or how long to wait for the handshake", w))
 	}
-	w = min(w, s.cfg.MaxWait)
+	w = max(0, min(w, s.cfg.MaxWait)) // NoWait is negative
 	if dl, ok := ctx.Deadline(); ok && w > 0 {
 		w = max(0, min(w, time.Until(dl)-deadlineMargin))
 	}
@@ -169,11 +172,13 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 	}
 	sub := s.table.Subscribe(s.cfg.WatchBuffer)
 	defer sub.Close()
+	ctx := stream.Context()
+	send, stop := s.watchSender(ctx, stream)
+	defer stop()
 	// The headers tell the caller that events from now on reach it.
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
-	ctx := stream.Context()
 	tick := time.NewTicker(missedCheck)
 	defer tick.Stop()
 	var reported uint64
@@ -184,13 +189,13 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 		}
 		n := m - reported
 		reported = m
-		return stream.Send(&toadv1.WatchResponse{Type: toadv1.EventType_EVENT_TYPE_MISSED, Missed: n})
+		return send(&toadv1.WatchResponse{Type: toadv1.EventType_EVENT_TYPE_MISSED, Missed: n})
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case <-s.stopping:
+		case <-s.stopping.Done():
 			return status.Error(codes.Unavailable, "toad is shutting down")
 		case <-tick.C:
 			if err := reportMissed(); err != nil {
@@ -211,7 +216,7 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 				typ = toadv1.EventType_EVENT_TYPE_CLOSE
 			}
 			k := ev.Entry.Key
-			err := stream.Send(&toadv1.WatchResponse{
+			err := send(&toadv1.WatchResponse{
 				Type:       typ,
 				Connection: newConnection(k.Peer.String(), k.Local.String(), &ev.Entry),
 			})
@@ -220,6 +225,48 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 			}
 		}
 	}
+}
+
+// watchSender returns a send for a Watch stream that does not block for
+// good: when the client has not taken an event for WatchSendTimeout, or
+// for flushGrace once the server is shutting down, its connection is
+// closed, which ends the send, the stream and whatever else the client
+// left there. stop releases the timers.
+func (s *service) watchSender(ctx context.Context, stream toadv1.LookupService_WatchServer) (send func(*toadv1.WatchResponse) error, stop func()) {
+	var sending, cut atomic.Bool
+	t := time.AfterFunc(time.Hour, func() {
+		if sending.Load() {
+			cut.Store(true) // before the send can return
+			closeConn(ctx)
+		}
+	})
+	t.Stop()
+	stopWatch := context.AfterFunc(s.stopping, func() {
+		if sending.Load() {
+			t.Reset(flushGrace)
+		}
+	})
+	send = func(m *toadv1.WatchResponse) error {
+		sending.Store(true)
+		t.Reset(s.cfg.WatchSendTimeout)
+		err := stream.Send(m)
+		sending.Store(false)
+		t.Stop()
+		if cut.Load() {
+			addr := ""
+			if p, ok := peer.FromContext(ctx); ok {
+				addr = p.Addr.String()
+			}
+			if s.stopping.Err() != nil {
+				s.log.Info("shutting down: closed the connection of a watcher that does not read", "peer", addr)
+				return status.Error(codes.Unavailable, "toad is shutting down")
+			}
+			s.log.Warn("watcher stopped reading: its connection was closed", "peer", addr, "timeout", s.cfg.WatchSendTimeout)
+			return status.Errorf(codes.ResourceExhausted, "the watcher took no event for %v: its connection was closed", s.cfg.WatchSendTimeout)
+		}
+		return err
+	}
+	return send, func() { stopWatch(); t.Stop() }
 }
 
 func (s *service) GetStats(context.Context, *toadv1.GetStatsRequest) (*toadv1.GetStatsResponse, error) {

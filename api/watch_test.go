@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -181,5 +183,98 @@ func TestWatchEndsWithTable(t *testing.T) {
 	_, err := s.Recv()
 	if got := status.Code(err); got != codes.Unavailable || err == io.EOF {
 		t.Errorf("after the table closed: Recv = %v, want Unavailable", err)
+	}
+}
+
+// logged is a slog.Handler that hands each record's message to a channel.
+type logged chan string
+
+func (l logged) Enabled(context.Context, slog.Level) bool { return true }
+func (l logged) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case l <- r.Message:
+	default:
+	}
+	return nil
+}
+func (l logged) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l logged) WithGroup(string) slog.Handler      { return l }
+
+// waitLogged waits for n messages msg, skipping others.
+func waitLogged(tb testing.TB, l logged, msg string, n int) {
+	tb.Helper()
+	deadline := time.After(30 * time.Second)
+	for n > 0 {
+		select {
+		case m := <-l:
+			if m == msg {
+				n--
+			}
+		case <-deadline:
+			tb.Fatalf("%d more %q expected in the log", n, msg)
+		}
+	}
+}
+
+// stalledWatcher opens a Watch stream, on a connection of its own whose
+// flow-control window stays at 64 KiB, that never reads an event.
+func stalledWatcher(tb testing.TB, f *fixture) toadv1.LookupService_WatchClient {
+	tb.Helper()
+	cc := f.dial(tb, transports[0], grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	w, _ := watch(tb, toadv1.NewLookupServiceClient(cc), 0)
+	return w
+}
+
+// flood opens n connections in the table: n open events, several times
+// what a client's window and the server's send quota hold.
+func flood(tb testing.TB, f *fixture, n int) {
+	tb.Helper()
+	for i := range n {
+		open(tb, f.table, conn{peer: fmt.Sprintf("198.51.%d.%d:%d", 100+i/50000, i%250, 1024+i%50000), local: connV4.local, client: connV4.client, dialect: connV4.dialect})
+	}
+}
+
+// TestWatchNotReading: watchers that take no event lose their stream and
+// their connection once a send has waited WatchSendTimeout, so that they
+// cannot hold every watcher's place.
+func TestWatchNotReading(t *testing.T) {
+	log := make(logged, 1024)
+	f := start(t, api.Config{MaxWatchers: 2, WatchBuffer: 10000, WatchSendTimeout: 200 * time.Millisecond, Logger: slog.New(log)})
+	stalled := []toadv1.LookupService_WatchClient{stalledWatcher(t, f), stalledWatcher(t, f)}
+	c := f.client(t, transports[1])
+	if w, err := c.Watch(ctx(t), &toadv1.WatchRequest{}); err == nil {
+		if _, err := w.Recv(); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("a third watcher beside two: %v, want ResourceExhausted", err)
+		}
+	}
+	flood(t, f, 5000)
+	waitLogged(t, log, "watcher stopped reading: its connection was closed", len(stalled))
+	w, _ := watch(t, c, 0)
+	open(t, f.table, connV6)
+	if ev, err := w.Recv(); err != nil || ev.GetConnection().GetPeer() != connV6.peer {
+		t.Errorf("a watcher after the stalled ones were dropped: %v, %v; want the open of %s", ev, err, connV6.peer)
+	}
+	for i, s := range stalled {
+		var err error
+		for err == nil {
+			_, err = s.Recv()
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("stalled watcher %d, read at last: %v; want Unavailable, its connection closed", i, err)
+		}
+	}
+}
+
+// TestShutdownNotReading: a watcher that takes no event, its send blocked,
+// does not hold Shutdown: its connection is closed after a short grace.
+func TestShutdownNotReading(t *testing.T) {
+	log := make(logged, 1024)
+	f := start(t, api.Config{WatchBuffer: 10000, Logger: slog.New(log)})
+	stalledWatcher(t, f)
+	flood(t, f, 5000)
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.srv.Shutdown(sctx); err != nil {
+		t.Errorf("Shutdown with a watcher that does not read = %v, want nil (not cut short by its bound)", err)
 	}
 }

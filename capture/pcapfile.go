@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/toad-project/toad/decode"
@@ -19,9 +21,6 @@ const (
 	// that of a record header.
 	pcapHeaderLen = 24
 	pcapRecordLen = 16
-	// pcapMaxCapture is the largest capture length accepted whatever the
-	// snap length: libpcap's MAXIMUM_SNAPLEN, as pcapgo.
-	pcapMaxCapture = 262144
 	// pcapReadAhead is how far past the record it returns next reads the
 	// file, a byte per cache line. Records are found one after the other,
 	// each where the last one's length says, a chain of loads that would
@@ -47,18 +46,18 @@ func isPCAP(b []byte) bool {
 }
 
 // pcapFile reads the records of a classic pcap file held in memory, in
-// place, as pcapgo.Reader reads them from a stream: same timestamps, same
-// checks, same errors, except that a record header with none of its data
-// after it is io.ErrUnexpectedEOF where pcapgo ends the file silently.
+// place, as Replay reads them from a stream with pcapgo.Reader: same
+// timestamps, same checks (records above MaxRecordLen refused whatever the
+// snap length), same errors, except that a record header with none of its
+// data after it is io.ErrUnexpectedEOF where pcapgo ends the file silently.
 type pcapFile struct {
-	buf     []byte
-	off     int
-	big     bool   // big-endian
-	factor  uint32 // nanoseconds per unit of the timestamps' fraction
-	snaplen uint32
-	link    layers.LinkType
-	warm    int  // how far the file has been touched
-	touch   byte // what touching read, kept so that it is done
+	buf    []byte
+	off    int
+	big    bool   // big-endian
+	factor uint32 // nanoseconds per unit of the timestamps' fraction
+	link   layers.LinkType
+	warm   int  // how far the file has been touched
+	touch  byte // what touching read, kept so that it is done
 }
 
 // newPCAPFile reads the file header of buf, which starts with a pcap
@@ -85,7 +84,6 @@ func newPCAPFile(buf []byte) (*pcapFile, error) {
 	if v := p.u16(buf[6:]); v != 4 {
 		return nil, fmt.Errorf("Unknown minor version %d", v)
 	}
-	p.snaplen = p.u32(buf[16:])
 	p.link = layers.LinkType(p.u32(buf[20:]))
 	return p, nil
 }
@@ -110,28 +108,91 @@ func (p *pcapFile) next() (data []byte, ts time.Time, length uint32, err error) 
 	for end := min(p.off+pcapReadAhead, len(p.buf)); p.warm < end; p.warm += cacheLine {
 		p.touch += p.buf[p.warm]
 	}
-	rest := p.buf[p.off:]
+	data, ts, length, n, err := p.record(p.buf[p.off:])
+	p.off += n
+	return data, ts, length, err
+}
+
+// record reads the record that starts rest: its frame, a slice of rest,
+// its capture time, its original length and the bytes it spans. An empty
+// rest is io.EOF, a record cut short io.ErrUnexpectedEOF.
+func (p *pcapFile) record(rest []byte) (data []byte, ts time.Time, length uint32, n int, err error) {
 	if len(rest) < pcapRecordLen {
 		if len(rest) == 0 {
-			return nil, time.Time{}, 0, io.EOF
+			return nil, time.Time{}, 0, 0, io.EOF
 		}
-		return nil, time.Time{}, 0, io.ErrUnexpectedEOF
+		return nil, time.Time{}, 0, 0, io.ErrUnexpectedEOF
 	}
 	caplen, length := p.u32(rest[8:]), p.u32(rest[12:])
-	if caplen > max(p.snaplen, pcapMaxCapture) {
-		return nil, time.Time{}, 0, fmt.Errorf("capture length exceeds snap length: %d > %d", caplen, p.snaplen)
+	if caplen > MaxRecordLen {
+		return nil, time.Time{}, 0, 0, recordTooLarge(caplen)
 	}
 	if caplen > length {
-		return nil, time.Time{}, 0, fmt.Errorf("capture length exceeds original packet length: %d > %d", caplen, length)
+		return nil, time.Time{}, 0, 0, fmt.Errorf("capture length exceeds original packet length: %d > %d", caplen, length)
 	}
 	if uint64(caplen) > uint64(len(rest)-pcapRecordLen) {
-		return nil, time.Time{}, 0, io.ErrUnexpectedEOF
+		return nil, time.Time{}, 0, 0, io.ErrUnexpectedEOF
 	}
 	end := pcapRecordLen + int(caplen)
 	// The fraction is scaled in 32 bits, as pcapgo does.
 	ts = time.Unix(int64(p.u32(rest)), int64(p.u32(rest[4:])*p.factor)).UTC()
-	p.off += end
-	return rest[pcapRecordLen:end:end], ts, length, nil
+	return rest[pcapRecordLen:end:end], ts, length, end, nil
+}
+
+// pcapStream reads the records of a classic pcap stream in place in br's
+// buffer, as pcapFile reads a file: each frame is valid until the next
+// call. br must hold a whole record: pcapRecordLen+MaxRecordLen bytes.
+type pcapStream struct {
+	pcapFile // the file header's; its buf is not read
+	br       *bufio.Reader
+	done     int // the bytes of the record returned last
+}
+
+// newPCAPStream reads the file header from br, which starts with a pcap
+// magic number.
+func newPCAPStream(br *bufio.Reader) (*pcapStream, error) {
+	if br.Size() < pcapRecordLen+MaxRecordLen {
+		panic("capture: pcap stream buffer smaller than a record")
+	}
+	hdr, err := br.Peek(pcapHeaderLen)
+	if err != nil {
+		return nil, noEOF(err)
+	}
+	p, err := newPCAPFile(hdr)
+	if err != nil {
+		return nil, err
+	}
+	p.buf = nil
+	br.Discard(pcapHeaderLen) // peeked: cannot fail
+	return &pcapStream{pcapFile: *p, br: br}, nil
+}
+
+// ZeroCopyReadPacketData returns the next record's frame, in br's buffer,
+// or io.EOF after the last record. The length a record claims is checked
+// before its bytes are read.
+func (s *pcapStream) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	s.br.Discard(s.done) // peeked: cannot fail
+	s.done = 0
+	hdr, err := s.br.Peek(pcapRecordLen)
+	if len(hdr) < pcapRecordLen {
+		if len(hdr) > 0 || !errors.Is(err, io.EOF) {
+			err = noEOF(err)
+		}
+		return nil, gopacket.CaptureInfo{}, err
+	}
+	if caplen := s.u32(hdr[8:]); caplen <= MaxRecordLen {
+		rec, err := s.br.Peek(pcapRecordLen + int(caplen))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, gopacket.CaptureInfo{}, err
+		}
+		hdr = rec // a record cut short is io.ErrUnexpectedEOF below
+	}
+	data, ts, length, n, err := s.record(hdr)
+	if err != nil {
+		return nil, gopacket.CaptureInfo{}, err
+	}
+	s.done = n
+	return data, gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: int(length)}, nil
 }
 
 // mapped replays the classic pcap file buf, a mapping of the file, reading

@@ -237,10 +237,10 @@ func TestPCAPFileMatchesPCAPGo(t *testing.T) {
 	}
 }
 
-// TestPCAPFileDamaged: a file cut anywhere, or with a record or header
-// pcapgo refuses, gives Replay the same error and counts from a file as
-// from a stream; except a file cut right after a record header, which
-// pcapgo takes for the end and the in-place reader for a cut file.
+// TestPCAPFileDamaged: a file cut anywhere (right after a record's header
+// included, which pcapgo would take for the end), or with a record or
+// header that is refused, gives Replay the same error and counts from a
+// file as from a stream.
 func TestPCAPFileDamaged(t *testing.T) {
 	src, _ := generate(t, gen.PCAP, gen.Config{Seed: 7, Conns: 2})
 	data := rewrite(t, src, variant{binary.BigEndian, false}, 2000)
@@ -250,19 +250,13 @@ func TestPCAPFileDamaged(t *testing.T) {
 		starts = append(starts, off)
 	}
 	dir := t.TempDir()
-	afterHeader := map[int]int{} // cut offset: records before it
-	for i, s := range starts {
-		afterHeader[s+pcapRecordLen] = i
-	}
 	for cut := 0; cut < len(data); cut++ {
 		viaReader, viaFile := replayBoth(t, dir, data[:cut])
-		if n, ok := afterHeader[cut]; ok {
-			want := fmt.Sprintf("read packet %d: unexpected EOF", n+1)
-			if viaReader.Err != "" || viaFile.Err != want || viaFile.Stats.Packets != uint64(n) {
-				t.Errorf("cut after record %d's header: got %q after %d packets from the file (%q from the stream), want %q after %d",
-					n+1, viaFile.Err, viaFile.Stats.Packets, viaReader.Err, want, n)
+		if i := slices.Index(starts, cut-pcapRecordLen); i >= 0 {
+			want := fmt.Sprintf("read packet %d: unexpected EOF", i+1)
+			if viaFile.Err != want || viaFile.Stats.Packets != uint64(i) {
+				t.Errorf("cut after record %d's header: got %q after %d packets, want %q after %d", i+1, viaFile.Err, viaFile.Stats.Packets, want, i)
 			}
-			continue
 		}
 		if viaFile.Err == "" && !slices.Contains(starts, cut) {
 			t.Errorf("cut at %d, inside a record or the file header: read without error", cut)
@@ -278,6 +272,11 @@ func TestPCAPFileDamaged(t *testing.T) {
 		return b
 	}
 	second := starts[1]
+	// A snap length of 4 GiB, and a second record of 300000 bytes.
+	huge := set(16, 0xffffffff)
+	binary.BigEndian.PutUint32(huge[second+8:], 300000)
+	binary.BigEndian.PutUint32(huge[second+12:], 300000)
+	huge = append(huge[:second+pcapRecordLen], make([]byte, 300000)...)
 	for _, c := range []struct {
 		name string
 		in   []byte
@@ -286,7 +285,8 @@ func TestPCAPFileDamaged(t *testing.T) {
 		{"major version 3", set(4, 3<<16|4), "read pcap header: Unknown major version 3"},
 		{"minor version 3", set(4, 2<<16|3), "read pcap header: Unknown minor version 3"},
 		{"802.11", set(20, 105), "link type 105 is not supported"},
-		{"capture length above the snap length", set(second+8, 262145), "read packet 2: capture length exceeds snap length: 262145 > 2000"},
+		{"record above 262144 bytes", set(second+8, 262145), "read packet 2: record of 262145 bytes: larger than 262144 bytes"},
+		{"record above 262144 bytes, whatever the snap length", huge, "read packet 2: record of 300000 bytes: larger than 262144 bytes"},
 		{"capture length above the original length", set(second+12, 10), "read packet 2: capture length exceeds original packet length: "},
 		{"header cut", data[:pcapHeaderLen-1], "read pcap header: unexpected EOF"},
 	} {

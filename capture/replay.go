@@ -31,7 +31,7 @@ const (
 	magicPCAPNG      = 0x0A0D0D0A
 )
 
-// packetSource is what Replay needs of pcapgo's readers.
+// packetSource is what Replay needs of the pcap and pcapng readers.
 type packetSource interface {
 	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
@@ -43,7 +43,10 @@ type packetSource interface {
 // every ExpireEvery of it and once after the last frame.
 //
 // A file in another format, or with a link type the decoder does not read,
-// is an error naming what it found. Replay returns the counters so far
+// is an error naming what it found. So is a record above MaxRecordLen,
+// whatever the file's snap length, and a pcapng block whose packet does
+// not fit in it: no length read from the input decides how much memory
+// Replay takes, compressed input included. Replay returns the counters so far
 // with any error; ctx cancels it.
 //
 // When r is an *os.File of an uncompressed pcap (not pcapng) file, at
@@ -90,16 +93,18 @@ func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (S
 	)
 	switch m := binary.BigEndian.Uint32(magic); m {
 	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
-		pr, err := pcapgo.NewReader(br)
+		ps, err := newPCAPStream(br)
 		if err != nil {
 			return rp.st, fmt.Errorf("read pcap header: %w", err)
 		}
-		if err := checkLink(pr.LinkType()); err != nil {
+		if err := checkLink(ps.link); err != nil {
 			return rp.st, err
 		}
-		src, link = pr, decode.LinkType(pr.LinkType())
+		src, link = ps, decode.LinkType(ps.link)
 	case magicPCAPNG:
-		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		// pcapgo reads through a buffer of its own unless given one; one
+		// that stays in the CPU's cache while it is checked then read.
+		nr, err := pcapgo.NewNgReader(bufio.NewReaderSize(newNGBlocks(br), 64<<10), pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			return rp.st, fmt.Errorf("read pcapng header: %w", err)
 		}

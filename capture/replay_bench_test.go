@@ -26,9 +26,14 @@ var (
 // benchCapture is a generated capture of the traffic a server behind
 // proxies sees: mostly data, a handshake and a close per connection, a TOA
 // in the handshake.
-var benchCapture = sync.OnceValues(func() ([]byte, *gen.Truth) {
+var benchCapture = sync.OnceValues(func() ([]byte, *gen.Truth) { return benchFile(gen.PCAP) })
+
+// benchCaptureNG is benchCapture's traffic in a pcapng file.
+var benchCaptureNG = sync.OnceValues(func() ([]byte, *gen.Truth) { return benchFile(gen.PCAPNG) })
+
+func benchFile(f gen.Format) ([]byte, *gen.Truth) {
 	var buf bytes.Buffer
-	truth, err := gen.Write(&buf, gen.PCAP, gen.Config{
+	truth, err := gen.Write(&buf, f, gen.Config{
 		Seed: 42, Conns: 10000, Framings: []craft.Framing{{Link: decode.LinkEthernet}},
 		IPv6: 0.3, Plain: 0.05, Spoofed: 0.01, DataSegments: 8, Junk: 0.02, Options: 0.05, Concurrency: 256,
 	})
@@ -36,7 +41,7 @@ var benchCapture = sync.OnceValues(func() ([]byte, *gen.Truth) {
 		panic(err)
 	}
 	return buf.Bytes(), truth
-})
+}
 
 // replayInto replays data through the decoder into a new table.
 func replayInto(b *testing.B, r io.Reader, dec *decode.Decoder) Stats {
@@ -56,6 +61,19 @@ func replayInto(b *testing.B, r io.Reader, dec *decode.Decoder) Stats {
 // decoder and a correlate.Table.
 func BenchmarkReplay(b *testing.B) {
 	data, truth := benchCapture()
+	dec := decode.New(nil)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		replayInto(b, bytes.NewReader(data), dec)
+	}
+	b.ReportMetric(float64(truth.Packets)*float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// BenchmarkReplayPCAPNG is BenchmarkReplay on the same traffic in pcapng,
+// which pcapgo reads behind the check of every block's length.
+func BenchmarkReplayPCAPNG(b *testing.B) {
+	data, truth := benchCaptureNG()
 	dec := decode.New(nil)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))

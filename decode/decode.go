@@ -235,7 +235,7 @@ func (d *Decoder) tcp(seg []byte, segLen int, first bool, src, dst netip.Addr, r
 		return Truncated
 	}
 	flags := Flags(seg[13])
-	count, err := d.dialects.Scan(seg[20:doff], flags&SYN != 0, &r.TOA)
+	count, err := d.dialects.Scan(seg[20:doff], toa.SegmentOf(flags&SYN != 0, flags&ACK != 0, segLen-doff), &r.TOA)
 	if err != nil {
 		return BadOptions
 	}

@@ -86,6 +86,7 @@ type decodeCase struct {
 func decodeCases() []decodeCase {
 	E := decode.LinkEthernet
 	fo := craft.FastOpen([]byte{1, 2, 3, 4})
+	toa63881 := toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: netip.MustParseAddr("1.2.3.4"), Port: 63881, HasPort: true}
 	twoTOAs := craft.Opts(craft.TOA(toa.Kind254V4, client4), craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("198.51.100.99:80")))
 	return []decodeCase{
 		// Every dialect.
@@ -115,13 +116,20 @@ func decodeCases() []decodeCase {
 			want: decode.Record{Time: ts, Peer: proxy6, Local: server6, Flags: decode.ACK | decode.PSH, Seq: 1001, Ack: 5001, PayloadLen: 1}},
 
 		// Hazards.
-		{name: "Fast Open cookie in a SYN", link: E, frame: eth(syn4(mss, fo).IP()),
-			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN, Seq: 1000}},
+		{name: "Fast Open cookie in a SYN with data", link: E, frame: eth(with(syn4(mss, fo), func(s *craft.Segment) { s.Payload = []byte("GET") }).IP()),
+			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN, Seq: 1000, PayloadLen: 3}},
+		{name: "Fast Open bytes in a SYN without data are a TOA", link: E, frame: eth(syn4(mss, fo).IP()),
+			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN, Seq: 1000, TOA: toa63881, TOACount: 1}},
+		{name: "254/20 TOA for port 63881 in a SYN without data", link: E,
+			frame: eth(syn6(craft.TOA(toa.Kind254V6, netip.AddrPortFrom(client6.Addr(), 63881)), linuxSYN).IP()),
+			want:  decode.Record{Time: ts, Peer: proxy6, Local: server6, Flags: decode.SYN, Seq: 1000, TOA: toa.Client{Dialect: toa.Kind254V6, Addr: client6.Addr(), Port: 63881, HasPort: true}, TOACount: 1}},
+		{name: "Fast Open bytes in a SYN with data beside a kind 34 cookie are a TOA", link: E,
+			frame: eth(with(syn4(fo, mss, []byte{34, 10, 8, 7, 6, 5, 4, 3, 2, 1}), func(s *craft.Segment) { s.Payload = []byte("GET") }).IP()),
+			want:  decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN, Seq: 1000, PayloadLen: 3, TOA: toa63881, TOACount: 1}},
 		{name: "Fast Open cookie in a SYN-ACK", link: E, frame: eth(with(syn4(mss, fo), func(s *craft.Segment) { s.Flags |= decode.ACK }).IP()),
 			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN | decode.ACK, Seq: 1000}},
 		{name: "Fast Open bytes in an ACK are a TOA", link: E, frame: eth(ack4(0, mss, fo).IP()),
-			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.ACK | decode.PSH, Seq: 1001, Ack: 5001,
-				TOA: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: netip.MustParseAddr("1.2.3.4"), Port: 63881, HasPort: true}, TOACount: 1}},
+			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.ACK | decode.PSH, Seq: 1001, Ack: 5001, TOA: toa63881, TOACount: 1}},
 		{name: "SMC-R in a SYN", link: E, frame: eth(syn4(mss, []byte{254, 6, 0xE2, 0xD4, 0xC3, 0xD9}, craft.TOA(toa.Kind254V4, client4)).IP()),
 			want: decode.Record{Time: ts, Peer: proxy4, Local: server4, Flags: decode.SYN, Seq: 1000, TOA: toa254, TOACount: 1}},
 		{name: "AccECN is not a declared 254/7", set: "default,254=version+ipv4", link: E, frame: eth(ack4(0, []byte{254, 7, 0xAC, 0xCE, 0, 0, 1}).IP()),

@@ -35,7 +35,8 @@ const (
 var settings = map[string]string{
 	"interface":       "",
 	"socket":          "/run/toad/toad.sock",
-	"listen":          "127.0.0.1:50051",
+	"socket-group":    "",
+	"listen":          "",
 	"allow-remote":    "",
 	"health-listen":   ":50052",
 	"metrics-listen":  "127.0.0.1:9470",
@@ -459,6 +460,18 @@ func checkWorkload(w workload, img imageUser) []error {
 		if len(spec.Tolerations) == 0 {
 			bad("no tolerations: toad would miss tainted nodes that run hostNetwork workloads")
 		}
+		// The node's loopback is every hostNetwork pod's and every node
+		// process's: lookups on TCP there would answer any of them.
+		if l, err := setting(toad, "listen"); err != nil {
+			bad("%v", err)
+		} else if l != "" {
+			bad("TOAD_LISTEN %s with hostNetwork: any process of the node could ask; serve the socket alone, with TOAD_SOCKET_GROUP for clients that are not root", l)
+		}
+		if g, err := setting(toad, "socket-group"); err != nil {
+			bad("%v", err)
+		} else if g == "" && socket != "" {
+			bad("TOAD_SOCKET_GROUP is not set: the socket in the root-owned hostPath would admit root alone")
+		}
 		for _, v := range []*corev1.Volume{socketVol, snapVol} {
 			if v == nil {
 				continue
@@ -797,6 +810,8 @@ func TestManifestChecksFail(t *testing.T) {
 		{"writable root", "daemonset.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "want readOnlyRootFilesystem: true"},
 		{"unconfined", "daemonset.yaml", "type: RuntimeDefault", "type: Unconfined", `seccomp profile "Unconfined"`},
 		{"env typo", "sidecar.yaml", "name: TOAD_TRUSTED_PROXIES", "name: TOAD_TRUSTED_PROXY", "TOAD_TRUSTED_PROXY is not a setting"},
+		{"TCP on the node", "daemonset.yaml", "            - name: TOAD_SOCKET_GROUP\n", "            - name: TOAD_LISTEN\n              value: 127.0.0.1:50051\n            - name: TOAD_SOCKET_GROUP\n", "TOAD_LISTEN 127.0.0.1:50051 with hostNetwork"},
+		{"socket of root alone", "daemonset.yaml", "            - name: TOAD_SOCKET_GROUP\n              value: \"65532\"\n", "", "TOAD_SOCKET_GROUP is not set"},
 		{"real addresses", "sidecar.yaml", `"192.0.2.0/24,`, `"10.0.0.0/8,`, "10.0.0.0/8 is not a documentation range"},
 		{"no host network", "daemonset.yaml", "hostNetwork: true", "hostNetwork: false", "hostNetwork is false"},
 		{"dns policy", "daemonset.yaml", "dnsPolicy: ClusterFirstWithHostNet", "dnsPolicy: ClusterFirst", `dnsPolicy "ClusterFirst"`},

@@ -1,6 +1,7 @@
 package fullnat
 
 import (
+	"encoding/binary"
 	"flag"
 	"net/netip"
 	"path/filepath"
@@ -28,6 +29,25 @@ func fuzzSeeds() map[string][]byte {
 		"origin-syn-ack":         {Src: origin4, Dst: lipPort(1025), Flags: decode.SYN | decode.ACK, Options: linuxSYNOptions(1460)},
 	} {
 		seeds[name] = craft.CorpusFile(s.IP())
+	}
+	// IPv6 packets with a wrong TCP checksum and two bytes after the
+	// payload length that make a sum over the whole buffer come out right:
+	// the checks must sum what the parser reads, not the buffer.
+	for name, s := range map[string]struct {
+		seg   craft.Segment
+		after []byte
+	}{
+		"client6-bad-sum-hidden-after-the-payload": {
+			craft.Segment{Src: client6, Dst: vip6, Flags: decode.ACK, Options: linuxOptions(), Payload: []byte("abcd")},
+			[]byte{0xff, 0xfc}},
+		"client6-bad-sum-hidden-by-hop-by-hop": {
+			craft.Segment{Src: client6, Dst: vip6, Flags: decode.ACK | decode.FIN, Options: linuxOptions(), Ext: []craft.Ext{{Type: 0, Len: 8}}, Payload: []byte("x")},
+			[]byte{0xf0, 0xf8}},
+	} {
+		pkt := s.seg.IP()
+		sum := len(pkt) - len(s.seg.Payload) - 20 - len(s.seg.Options) + 16
+		binary.BigEndian.PutUint16(pkt[sum:], binary.BigEndian.Uint16(pkt[sum:])+1)
+		seeds[name] = craft.CorpusFile(append(pkt, s.after...))
 	}
 	return seeds
 }

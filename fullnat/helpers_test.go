@@ -67,24 +67,25 @@ func checkSums(t testing.TB, pkt []byte) {
 	}
 }
 
+// sumsOK reports whether pkt parses and its IPv4 header checksum (for IPv4)
+// and TCP checksum are right, computed from scratch.
 func sumsOK(pkt []byte) bool {
-	var ph uint32
-	var tcp []byte
-	switch pkt[0] >> 4 {
-	case 4:
+	// The TCP segment is where the parser finds it: after IPv6 extension
+	// headers, and no further than the IP length says, whatever follows in
+	// the buffer.
+	s, ok := parse(pkt)
+	if !ok {
+		return false
+	}
+	if pkt[0]>>4 == 4 {
 		hl := int(pkt[0]&0xf) * 4
 		if inetsum.Fold(inetsum.Sum(pkt[:hl], 0)) != 0xffff {
 			return false
 		}
-		tcp = pkt[hl:binary.BigEndian.Uint16(pkt[2:])]
-		ph = inetsum.Sum(pkt[12:20], 6+uint32(len(tcp)))
-	case 6:
-		tcp = pkt[40:]
-		ph = inetsum.Sum(pkt[8:40], 6+uint32(len(tcp)))
-	default:
-		return false
 	}
-	return inetsum.Fold(inetsum.Sum(tcp, ph)) == 0xffff
+	src, dst := s.src.Addr().AsSlice(), s.dst.Addr().AsSlice()
+	ph := inetsum.Sum(dst, inetsum.Sum(src, protoTCP+uint32(len(s.tcp))))
+	return inetsum.Fold(inetsum.Sum(s.tcp, ph)) == 0xffff
 }
 
 // linuxSYNOptions are the options Linux puts in a SYN: 20 bytes.

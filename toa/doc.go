@@ -9,9 +9,10 @@
 //
 // A Set holds the enabled dialects. Its zero value (and a nil *Set) enables
 // nothing; use DefaultSet or ParseSet. A Set is safe for concurrent use once
-// it is no longer modified. Set.Parse walks a whole option list, skipping
-// the experiments that share kinds 253 and 254 (Fast Open, SMC-R, AccECN);
-// Set.Option decodes one option. Neither allocates.
+// it is no longer modified. Set.Parse walks a whole option list of a
+// Segment, skipping the experiments that share kinds 253 and 254 (Fast
+// Open, SMC-R, AccECN) where they can ride; Set.Option decodes one option.
+// Neither allocates.
 //
 // Append and AppendDialect encode TOAs, for tests and traffic generators.
 package toa

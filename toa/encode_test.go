@@ -92,7 +92,7 @@ func TestRoundTrip(t *testing.T) {
 				want.Port = c.Port()
 			}
 			// Not in a SYN: a port of 63881 must survive kind 254.
-			got, err := s.Parse(opt, false)
+			got, err := s.Parse(opt, 0)
 			if err != nil || got != (toa.Found{First: want, Count: 1}) {
 				t.Errorf("Parse(Append(%v, %v)) = %+v, %v; want %+v", d, c, got, err, want)
 			}

@@ -44,11 +44,18 @@ var (
 
 var cmpAddr = cmpopts.EquateComparable(netip.Addr{})
 
+// optFO8 is a 254/8 TOA for 1.2.3.4 port 63881 (0xF989), or a Fast Open
+// cookie of 4 bytes in its experimental form: the same bytes.
+var (
+	optFO8     = []byte{254, 8, 0xF9, 0x89, 1, 2, 3, 4}
+	found63881 = toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: netip.AddrFrom4([4]byte{1, 2, 3, 4}), Port: 63881, HasPort: true}, Count: 1}
+)
+
 type parseCase struct {
 	name string
 	set  string // ParseSet spec
 	opts []byte
-	syn  bool
+	seg  toa.Segment
 	want toa.Found
 	err  error
 }
@@ -74,7 +81,7 @@ var parseCases = []parseCase{
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 28, Len: 7}, Addr: addr4}, Count: 1}},
 	{name: "28/19 has no port", opts: opt28V6,
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 28, Len: 19}, Addr: addr6}, Count: 1}},
-	{name: "every dialect in a SYN", opts: cat(opt200V4, opt254V6), syn: true,
+	{name: "every dialect in a SYN", opts: cat(opt200V4, opt254V6), seg: toa.SYN,
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 200, Len: 8}, Addr: addr4, Port: 51234, HasPort: true}, Count: 2}},
 
 	// Family from the length: an IPv4-mapped address in a 16-byte layout
@@ -83,19 +90,35 @@ var parseCases = []parseCase{
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 20}, Addr: netip.AddrFrom16([16]byte(mapped)), Port: 51234, HasPort: true}, Count: 1}},
 
 	// Experiments sharing kind 254.
-	{name: "Fast Open cookie 254/8 in a SYN", syn: true,
-		opts: cat(optMSS, []byte{254, 8, 0xF9, 0x89, 1, 2, 3, 4}), want: toa.Found{}},
-	{name: "same bytes in a non-SYN are a TOA for port 63881",
-		opts: cat(optMSS, []byte{254, 8, 0xF9, 0x89, 1, 2, 3, 4}),
-		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: netip.AddrFrom4([4]byte{1, 2, 3, 4}), Port: 63881, HasPort: true}, Count: 1}},
-	{name: "Fast Open cookie 254/16 in a SYN", syn: true,
+	{name: "Fast Open cookie 254/8 in a SYN with data", seg: toa.SYN | toa.Data,
+		opts: cat(optMSS, optFO8), want: toa.Found{}},
+	{name: "Fast Open cookie 254/8 in a SYN-ACK", seg: toa.SYN | toa.ACK,
+		opts: cat(optMSS, optFO8), want: toa.Found{}},
+	{name: "same bytes in a non-SYN are a TOA for port 63881", seg: toa.ACK | toa.Data,
+		opts: cat(optMSS, optFO8), want: found63881},
+	{name: "same bytes in a SYN without data are a TOA for port 63881", seg: toa.SYN,
+		opts: cat(optMSS, optFO8), want: found63881},
+	{name: "254/8 for port 63881 in a SYN with data, beside a Fast Open cookie of kind 34", seg: toa.SYN | toa.Data,
+		opts: cat(optFO8, optMSS, []byte{34, 10, 1, 2, 3, 4, 5, 6, 7, 8}), want: found63881},
+	{name: "254/8 for port 63881 in a SYN with data, before an experimental Fast Open cookie", seg: toa.SYN | toa.Data,
+		opts: cat(optFO8, optMSS, []byte{254, 12, 0xF9, 0x89, 1, 2, 3, 4, 5, 6, 7, 8}), want: found63881},
+	{name: "254/8 for port 63881 in a SYN with data, beside a Fast Open cookie request", seg: toa.SYN | toa.Data,
+		opts: cat(optFO8, []byte{254, 4, 0xF9, 0x89}), want: found63881},
+	{name: "two look-alikes in a SYN with data: the first is the TOA", seg: toa.SYN | toa.Data,
+		opts: cat(optFO8, []byte{254, 8, 0xF9, 0x89, 5, 6, 7, 8}), want: found63881},
+	{name: "a look-alike after a TOA in a SYN with data, beside kind 34, counts second", seg: toa.SYN | toa.Data,
+		opts: cat(opt200V4, optFO8, []byte{34, 2}),
+		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 200, Len: 8}, Addr: addr4, Port: 51234, HasPort: true}, Count: 2}},
+	{name: "two Fast Open options in a SYN-ACK are both cookies", seg: toa.SYN | toa.ACK,
+		opts: cat(optFO8, []byte{34, 2}), want: toa.Found{}},
+	{name: "Fast Open cookie 254/16 in a SYN with data", seg: toa.SYN | toa.Data,
 		opts: cat([]byte{254, 16, 0xF9, 0x89}, make([]byte, 12)), want: toa.Found{}},
-	{name: "Fast Open cookie 254/20 in a SYN", syn: true,
+	{name: "Fast Open cookie 254/20 in a SYN with data", seg: toa.SYN | toa.Data,
 		opts: cat([]byte{254, 20, 0xF9, 0x89}, make([]byte, 16)), want: toa.Found{}},
-	{name: "Fast Open cookie before a real TOA in a SYN", syn: true,
-		opts: cat([]byte{254, 8, 0xF9, 0x89, 1, 2, 3, 4}, opt200V4),
+	{name: "Fast Open cookie before a real TOA in a SYN with data", seg: toa.SYN | toa.Data,
+		opts: cat(optFO8, opt200V4),
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 200, Len: 8}, Addr: addr4, Port: 51234, HasPort: true}, Count: 1}},
-	{name: "SMC-R in a SYN next to a TOA", syn: true,
+	{name: "SMC-R in a SYN next to a TOA", seg: toa.SYN,
 		opts: cat([]byte{254, 6, 0xE2, 0xD4, 0xC3, 0xD9}, opt254V4),
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: addr4, Port: 51234, HasPort: true}, Count: 1}},
 	{name: "AccECN 254/7 is not a version+ipv4 TOA", set: "default,254=version+ipv4",
@@ -124,7 +147,7 @@ var parseCases = []parseCase{
 	{name: "metadata option after the TOA (vtoa 250/8)", opts: cat(opt254V4, []byte{250, 8, 0x1f, 0x90, 192, 0, 2, 20}),
 		want: toa.Found{First: toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: addr4, Port: 51234, HasPort: true}, Count: 1}},
 	{name: "no options", opts: nil, want: toa.Found{}},
-	{name: "options without a TOA", opts: cat(optMSS, optSACKP, optTS, []byte{1}, optWS), syn: true, want: toa.Found{}},
+	{name: "options without a TOA", opts: cat(optMSS, optSACKP, optTS, []byte{1}, optWS), seg: toa.SYN, want: toa.Found{}},
 
 	// Two TOAs: the first wins, both are counted.
 	{name: "two TOAs", opts: cat(opt254V4, cat([]byte{200, 8, 0, 80}, []byte{198, 51, 100, 99})),
@@ -172,7 +195,7 @@ func mustSet(t testing.TB, spec string) *toa.Set {
 func TestParse(t *testing.T) {
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := mustSet(t, tc.set).Parse(tc.opts, tc.syn)
+			got, err := mustSet(t, tc.set).Parse(tc.opts, tc.seg)
 			if !errors.Is(err, tc.err) || (err == nil) != (tc.err == nil) {
 				t.Fatalf("Parse(% x) error = %v, want %v", tc.opts, err, tc.err)
 			}
@@ -185,17 +208,17 @@ func TestParse(t *testing.T) {
 
 func TestParseNilSet(t *testing.T) {
 	var s *toa.Set
-	got, err := s.Parse(cat(opt200V4, optMSS), false)
+	got, err := s.Parse(cat(opt200V4, optMSS), 0)
 	if err != nil || got != (toa.Found{}) {
 		t.Errorf("nil Set: Parse = %+v, %v, want no TOA and no error", got, err)
 	}
-	if _, err := s.Parse([]byte{200, 9}, false); !errors.Is(err, toa.ErrMalformed) {
+	if _, err := s.Parse([]byte{200, 9}, 0); !errors.Is(err, toa.ErrMalformed) {
 		t.Errorf("nil Set: Parse of a malformed list: error = %v, want ErrMalformed", err)
 	}
 	if l := s.Layout(toa.Kind200V4); l != toa.LayoutNone {
 		t.Errorf("nil Set: Layout(200/8) = %v, want none", l)
 	}
-	if _, ok := s.Option(200, opt200V4[2:], false); ok {
+	if _, ok := s.Option(200, opt200V4[2:], 0); ok {
 		t.Errorf("nil Set: Option(200/8) found a TOA, want none")
 	}
 }
@@ -206,22 +229,25 @@ func TestOption(t *testing.T) {
 		name string
 		kind uint8
 		data []byte
-		syn  bool
+		seg  toa.Segment
 		want toa.Client
 		ok   bool
 	}{
-		{"254/20", 254, opt254V6[2:], false,
+		{"254/20", 254, opt254V6[2:], 0,
 			toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 20}, Addr: addr6, Port: 5000, HasPort: true}, true},
-		{"28/7", 28, opt28V4[2:], true, toa.Client{Dialect: toa.Dialect{Kind: 28, Len: 7}, Addr: addr4}, true},
-		{"Fast Open in a SYN", 254, []byte{0xF9, 0x89, 1, 2, 3, 4}, true, toa.Client{}, false},
-		{"MSS", 2, []byte{5, 0xb4}, true, toa.Client{}, false},
-		{"no data", 254, nil, false, toa.Client{}, false},
-		{"longer than the option space", 254, make([]byte, 39), false, toa.Client{}, false},
-		{"much longer", 200, make([]byte, 300), false, toa.Client{}, false},
+		{"28/7", 28, opt28V4[2:], toa.SYN, toa.Client{Dialect: toa.Dialect{Kind: 28, Len: 7}, Addr: addr4}, true},
+		{"Fast Open in a SYN with data", 254, []byte{0xF9, 0x89, 1, 2, 3, 4}, toa.SYN | toa.Data, toa.Client{}, false},
+		{"Fast Open in a SYN-ACK", 254, []byte{0xF9, 0x89, 1, 2, 3, 4}, toa.SYN | toa.ACK, toa.Client{}, false},
+		{"a TOA for port 63881 in a SYN without data", 254, []byte{0xF9, 0x89, 1, 2, 3, 4}, toa.SYN,
+			toa.Client{Dialect: toa.Dialect{Kind: 254, Len: 8}, Addr: netip.AddrFrom4([4]byte{1, 2, 3, 4}), Port: 63881, HasPort: true}, true},
+		{"MSS", 2, []byte{5, 0xb4}, toa.SYN, toa.Client{}, false},
+		{"no data", 254, nil, 0, toa.Client{}, false},
+		{"longer than the option space", 254, make([]byte, 39), 0, toa.Client{}, false},
+		{"much longer", 200, make([]byte, 300), 0, toa.Client{}, false},
 	} {
-		got, ok := s.Option(tc.kind, tc.data, tc.syn)
+		got, ok := s.Option(tc.kind, tc.data, tc.seg)
 		if ok != tc.ok || !cmp.Equal(got, tc.want, cmpAddr) {
-			t.Errorf("%s: Option(%d, % x, %v) = %v, %v; want %v, %v", tc.name, tc.kind, tc.data, tc.syn, got, ok, tc.want, tc.ok)
+			t.Errorf("%s: Option(%d, % x, %v) = %v, %v; want %v, %v", tc.name, tc.kind, tc.data, tc.seg, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -253,8 +279,8 @@ func TestParseAllocs(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, opts := range lists {
-			s.Parse(opts, true)
-			s.Parse(opts, false)
+			s.Parse(opts, toa.SYN|toa.Data)
+			s.Parse(opts, 0)
 		}
 	})
 	if allocs != 0 {
@@ -268,7 +294,7 @@ func TestScan(t *testing.T) {
 	for _, tc := range parseCases {
 		s := mustSet(t, tc.set)
 		first := toa.Client{Dialect: toa.Kind200V4, Addr: addr4, Port: 1, HasPort: true}
-		n, err := s.Scan(tc.opts, tc.syn, &first)
+		n, err := s.Scan(tc.opts, tc.seg, &first)
 		if (err != nil) != (tc.err != nil) {
 			t.Errorf("%s: Scan error = %v, want %v", tc.name, err, tc.err)
 			continue

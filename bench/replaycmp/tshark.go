@@ -162,7 +162,7 @@ func parseTshark(f *[12][]byte, r *decode.Record, set *toa.Set, buf []byte) erro
 	if err != nil {
 		return fmt.Errorf("tcp.options: %w", err)
 	}
-	found, err := set.Parse(buf[:n], r.Flags&decode.SYN != 0)
+	found, err := set.Parse(buf[:n], toa.SegmentOf(r.Flags&decode.SYN != 0, r.Flags&decode.ACK != 0, int(r.PayloadLen)))
 	if err == nil {
 		r.TOA, r.TOACount = found.First, found.Count
 	}

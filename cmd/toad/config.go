@@ -23,8 +23,8 @@ import (
 const serveUsage = `usage: toad serve [flags]
 
 Captures TCP segments carrying TOAs, keeps the connection table, and
-answers the toad.v1.LookupService over gRPC on a unix socket and on
-loopback TCP. With --pcap it replays capture files into the table instead
+answers the toad.v1.LookupService over gRPC on a unix socket (and on TCP
+when --listen says so). With --pcap it replays capture files into the table instead
 of capturing, then keeps serving what they held (the table is then frozen:
 nothing expires).
 
@@ -58,6 +58,7 @@ type serveConfig struct {
 	Pcaps     []string // replay these instead of capturing
 
 	Socket        string // "" serves no unix socket
+	SocketGroup   string // a group name or number; "" keeps toad's
 	Listen        string // "" serves no TCP
 	AllowRemote   bool
 	HealthListen  string // "" serves no health-only listener
@@ -114,7 +115,6 @@ func envName(name string) string {
 func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	cfg := serveConfig{
 		Socket:          api.DefaultSocket,
-		Listen:          api.DefaultListen,
 		HealthListen:    defaultHealthListen,
 		MetricsListen:   defaultMetricsListen,
 		Dialects:        toa.DefaultSet(),
@@ -145,14 +145,15 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	})
 
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "unix socket `path` to serve lookups on (mode 0660, directory made if missing); empty for none")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP `address` to serve lookups on, loopback unless --allow-remote; empty for none")
+	fs.StringVar(&cfg.SocketGroup, "socket-group", "", "`group` (name or number) given the unix socket, whose members may then ask (default: toad's own)")
+	fs.StringVar(&cfg.Listen, "listen", "", "TCP `address` to serve lookups on too, such as 127.0.0.1:50051: any local user may then ask; loopback unless --allow-remote")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback: the API reveals client addresses")
 	fs.StringVar(&cfg.HealthListen, "health-listen", cfg.HealthListen, "TCP `address` serving gRPC health alone, for probes; empty for none")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "TCP `address` serving HTTP /metrics, /healthz and /readyz; empty for none")
 
 	toaFlags(fs, &cfg.Trusted, &cfg.Dialects)
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
-	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight (0: lookups never wait)")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "the most `connections` the table holds; past it, closing then the oldest are evicted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "forget an open connection that saw no segment for this long (0: keep it until it closes)")
 	fs.StringVar(&cfg.Snapshot, "snapshot", "", "`file` the table is written to at shutdown and loaded from at start; empty for none")
@@ -289,19 +290,46 @@ func (c *serveConfig) validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
-			return usagef("--%s %q: want host:port, such as 127.0.0.1:9470 or :50052", a.flag, a.addr)
+		if err := checkListenAddr(a.addr); err != nil {
+			return usagef("--%s %q: %v", a.flag, a.addr, err)
 		}
 	}
 	if c.Listen != "" && !c.AllowRemote {
-		// Host names other than localhost are checked once resolved.
 		host, _, _ := net.SplitHostPort(c.Listen)
-		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
+		if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
 			return usagef("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
 		}
 	}
+	if c.Socket != "" {
+		if err := api.CheckSocketPath(c.Socket); err != nil {
+			return usagef("--socket %s: %v", c.Socket, err)
+		}
+	}
+	if c.SocketGroup != "" && c.Socket == "" {
+		return usagef("--socket-group %s without --socket: there is no socket to give it", c.SocketGroup)
+	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
 		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)
+	}
+	return nil
+}
+
+// checkListenAddr checks a TCP listen address: a port number, and an IP
+// address, localhost or nothing (every address) for the host. Other host
+// names are refused: what they resolve to is not what was read.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return errors.New("want host:port, such as 127.0.0.1:9470 or :50052")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" || host == "localhost" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q is not an IP address: want one such as 127.0.0.1, [::1] or 192.0.2.20, localhost, or none for every address", host)
 	}
 	return nil
 }

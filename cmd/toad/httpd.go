@@ -35,12 +35,15 @@ func newHTTPServer(reg *prometheus.Registry, ready *atomic.Bool, log *slog.Logge
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	// Every connection is bounded in time (a new one must send its
+	// request's headers within 5s, an idle one is closed after 30s), and
+	// the listener bounds how many are held at once.
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          errLog,
 	}

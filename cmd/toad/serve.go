@@ -10,12 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/user"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api"
@@ -104,8 +108,12 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 		return capture.Stats{}, metrics.NoSource
 	}
 	latency := metrics.NewLatency()
+	maxWait := cfg.MaxWait
+	if maxWait == 0 {
+		maxWait = api.NoWait // --max-wait 0: no lookup waits
+	}
 	srv, err := api.New(table, api.Config{
-		MaxWait: cfg.MaxWait,
+		MaxWait: maxWait,
 		Logger:  root.With("component", "api"),
 		Counters: func() map[string]uint64 {
 			if st, k := captureStats(); k != metrics.NoSource {
@@ -136,6 +144,20 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// A live capture is attached before anything is logged, so that a
+	// missing capability, like a bad setting, costs one line. Replayed
+	// files load while health answers NOT_SERVING, below.
+	var s source
+	if len(cfg.Pcaps) == 0 {
+		if s, err = liveSource(cfg, table, root.With("component", "capture")); err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return err
+		}
+		defer s.close()
+		src.Store(&s)
+	}
 	log.Info("starting", "version", b.Version, "revision", b.Revision, "go", b.Go)
 	for _, k := range cfg.UnknownEnv {
 		log.Warn("environment variable names no setting of toad serve: ignored", "var", k)
@@ -154,7 +176,7 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	defer httpSrv.Close()
 	served := make(chan error, len(ls))
 	for _, l := range ls {
-		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String())
+		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String(), "max_conns", l.maxConns)
 		wg.Go(func() {
 			var err error
 			switch l.role {
@@ -173,17 +195,13 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 		})
 	}
 
-	var s source
 	if len(cfg.Pcaps) > 0 {
-		s, err = replaySource(ctx, cfg, table, root.With("component", "replay"))
-	} else {
-		s, err = liveSource(cfg, table, root.With("component", "capture"))
+		if s, err = replaySource(ctx, cfg, table, root.With("component", "replay")); err != nil {
+			return err
+		}
+		defer s.close()
+		src.Store(&s)
 	}
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	src.Store(&s)
 
 	// The capture runs before the snapshot loads, so that no handshake is
 	// missed meanwhile; connections it already saw keep what it saw.
@@ -273,6 +291,16 @@ func preflight(cfg serveConfig) error {
 			return fmt.Errorf("--interface %s: %w (ip link lists the interfaces)", cfg.Interface, err)
 		}
 	}
+	for _, name := range cfg.Pcaps {
+		if name == "-" {
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("--pcap %s: %w", name, errors.Unwrap(err)) // the path is said already
+		}
+		f.Close()
+	}
 	if cfg.Snapshot != "" {
 		if err := checkSnapshotDir(cfg.Snapshot); err != nil {
 			return fmt.Errorf("--snapshot %s: %w", cfg.Snapshot, err)
@@ -295,14 +323,31 @@ var listeningMsg = map[string]string{
 	roleMetrics: "listening for metrics",
 }
 
-// listener is an open listener and what it serves.
+// listener is an open listener, what it serves, and how many connections
+// it holds at most.
 type listener struct {
 	net.Listener
-	role string
+	role     string
+	maxConns int
 }
 
-// listen opens the configured listeners, closing them all on failure.
+// listen opens the configured listeners, each bounded by its share of the
+// process's descriptors, closing them all on failure.
 func listen(cfg serveConfig) ([]listener, error) {
+	limit, err := fdLimit()
+	if err != nil {
+		return nil, fmt.Errorf("read the descriptor limit: %w", err)
+	}
+	apiListeners := 0
+	for _, a := range []string{cfg.Socket, cfg.Listen} {
+		if a != "" {
+			apiListeners++
+		}
+	}
+	budget, err := newConnBudget(limit, cfg.Readers, apiListeners)
+	if err != nil {
+		return nil, err
+	}
 	var ls []listener
 	fail := func(err error) ([]listener, error) {
 		for _, l := range ls {
@@ -310,23 +355,33 @@ func listen(cfg serveConfig) ([]listener, error) {
 		}
 		return nil, err
 	}
+	add := func(l net.Listener, role string, n int) {
+		ls = append(ls, listener{netutil.LimitListener(l, n), role, n})
+	}
 	if cfg.Socket != "" {
-		l, err := api.ListenUnix(cfg.Socket, api.DefaultSocketMode)
+		gid, err := lookupGroup(cfg.SocketGroup)
+		if err != nil {
+			return fail(fmt.Errorf("--socket-group %s: %w", cfg.SocketGroup, err))
+		}
+		l, err := api.ListenUnixGroup(cfg.Socket, api.DefaultSocketMode, gid)
 		if err != nil {
 			return fail(fmt.Errorf("--socket %s: %w", cfg.Socket, err))
 		}
-		ls = append(ls, listener{l, roleAPI})
+		add(l, roleAPI, budget.API)
 	}
 	if cfg.Listen != "" {
 		l, err := api.ListenTCP(cfg.Listen, cfg.AllowRemote)
 		if err != nil {
 			return fail(fmt.Errorf("--listen %s: %w", cfg.Listen, err))
 		}
-		ls = append(ls, listener{l, roleAPI})
+		add(l, roleAPI, budget.API)
 	}
-	for _, a := range []struct{ flag, addr, role string }{
-		{"health-listen", cfg.HealthListen, roleHealth},
-		{"metrics-listen", cfg.MetricsListen, roleMetrics},
+	for _, a := range []struct {
+		flag, addr, role string
+		maxConns         int
+	}{
+		{"health-listen", cfg.HealthListen, roleHealth, budget.Health},
+		{"metrics-listen", cfg.MetricsListen, roleMetrics, budget.Metrics},
 	} {
 		if a.addr == "" {
 			continue
@@ -335,9 +390,24 @@ func listen(cfg serveConfig) ([]listener, error) {
 		if err != nil {
 			return fail(fmt.Errorf("--%s %s: %w", a.flag, a.addr, err))
 		}
-		ls = append(ls, listener{l, a.role})
+		add(l, a.role, a.maxConns)
 	}
 	return ls, nil
+}
+
+// lookupGroup returns the id of group, a number or a name, or -1 for "".
+func lookupGroup(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("%w (give the group's number where there is no /etc/group)", err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // replayed is the source of --pcap: files replayed once, at start.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -15,12 +17,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,6 +32,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
@@ -36,6 +41,42 @@ import (
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
+
+// toadBinary builds the toad command once per test run, stamped with
+// version v0.0.0-test, and returns its path.
+func toadBinary(t *testing.T) string {
+	t.Helper()
+	path, err := buildToad()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// binDir holds the binary buildToad built, removed by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var buildToad = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "toad-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "toad")
+	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v0.0.0-test", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // sendFrames writes Ethernet frames out of iface from inside ns.
 func sendFrames(t *testing.T, ns *netnstest.NS, iface string, frames ...[]byte) {
@@ -133,6 +174,13 @@ func startChild(t *testing.T, ns *netnstest.NS, bin string, env []string, args .
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin, "serve"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	return startProcess(t, cmd)
+}
+
+// startProcess starts cmd, a toad serve logging JSON, and returns once it
+// logs that it serves.
+func startProcess(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -258,11 +306,7 @@ func grpcIn(t *testing.T, ns *netnstest.NS, addr string) *grpc.ClientConn {
 func TestServeBinary(t *testing.T) {
 	privtest.Require(t, "ip")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "toad")
-	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X main.version=v0.0.0-test", ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := toadBinary(t)
 	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "toad v0.0.0-test\n") {
 		t.Errorf("toad version: %q, %v; want the stamped version first", out, err)
 	}
@@ -441,4 +485,270 @@ func (c *child) find(t *testing.T, msg string) map[string]any {
 	}
 	t.Fatalf("no %q in toad's log", msg)
 	return nil
+}
+
+// TestServeWithoutCapNetRaw: a live capture without CAP_NET_RAW fails at
+// start with one line saying what to grant, like a bad setting: nothing
+// is logged as listening first, and nothing is left behind.
+func TestServeWithoutCapNetRaw(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "toad.sock")
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The capture's sockets are opened on this thread, which loses the
+		// capability for good and is never unlocked; without root there
+		// is no capability to lose.
+		runtime.LockOSThread()
+		if os.Geteuid() == 0 {
+			hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+			var data [2]unix.CapUserData
+			if err := unix.Capget(&hdr, &data[0]); err != nil {
+				done <- result{code: -1, stderr: err.Error()}
+				return
+			}
+			data[0].Effective &^= 1 << unix.CAP_NET_RAW
+			data[0].Permitted &^= 1 << unix.CAP_NET_RAW
+			if err := unix.Capset(&hdr, &data[0]); err != nil {
+				done <- result{code: -1, stderr: err.Error()}
+				return
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // should the capture open, toad stops at once
+		var stdout, stderr bytes.Buffer
+		code := command(ctx, []string{"serve", "--socket", sock, "--listen", "", "--health-listen", "127.0.0.1:0",
+			"--metrics-listen", "127.0.0.1:0"}, nil, &stdout, &stderr)
+		done <- result{code, stdout.String(), stderr.String()}
+	}()
+	r := <-done
+	if r.code == -1 {
+		t.Fatalf("drop CAP_NET_RAW: %s", r.stderr)
+	}
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "toad serve: ") || !strings.Contains(r.stderr, "CAP_NET_RAW") {
+		t.Errorf("serve without CAP_NET_RAW: exit %d, stderr %q; want exit 1 and one line naming CAP_NET_RAW", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestServeDescriptorLimit: a real toad serve under a descriptor limit of
+// 256 keeps answering lookups and scrapes while connections that send the
+// HTTP/2 preface and SETTINGS, then nothing, pile up on its health port,
+// twice as many as it has descriptors: the health listener holds its
+// share, the rest wait in the kernel's queue.
+func TestServeDescriptorLimit(t *testing.T) {
+	bin := toadBinary(t)
+	const limit = 256
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "serve", "--pcap", samplePath, "--socket", sock, "--listen", "",
+		"--health-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--drain", "0s")
+	toad := startProcess(t, cmd)
+	health, metricsAddr := toad.find(t, listeningMsg[roleHealth]), toad.find(t, listeningMsg[roleMetrics])
+	budget, err := newConnBudget(limit, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := health["max_conns"]; got != float64(budget.Health) {
+		t.Fatalf("health listener holds at most %v connections, want %d (of %d descriptors)", got, budget.Health, limit)
+	}
+
+	// The flood: every connection sends the preface and SETTINGS; those
+	// the health listener takes get the server's SETTINGS back.
+	served := make(chan struct{}, 2*limit)
+	for range 2 * limit {
+		c, err := net.Dial("tcp", health["addr"].(string))
+		if err != nil {
+			t.Fatalf("connection to the health port: %v", err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+			t.Fatal(err)
+		}
+		if err := http2.NewFramer(c, nil).WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			if f, err := http2.NewFramer(nil, c).ReadFrame(); err == nil {
+				if _, ok := f.(*http2.SettingsFrame); ok {
+					served <- struct{}{}
+				}
+			}
+		}()
+	}
+	deadline := time.After(60 * time.Second)
+	for range budget.Health {
+		select {
+		case <-served:
+		case <-deadline:
+			t.Fatalf("the health listener did not take its %d connections", budget.Health)
+		}
+	}
+
+	// Lookups and scrapes still answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.New(sock, client.WithWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
+	if err != nil || !st.GetServing() {
+		t.Fatalf("GetStats under the flood: %v, %v; want an answer", st, err)
+	}
+	peer, local := netip.MustParseAddrPort("198.51.100.99:1"), netip.MustParseAddrPort("192.0.2.20:8080")
+	if _, err := c.Lookup(ctx, peer, local); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Lookup under the flood: %v, want ErrNotFound", err)
+	}
+	web := &http.Client{Timeout: 20 * time.Second}
+	if code, _ := scrape(t, web.Get, metricsAddr["addr"].(string), "/metrics"); code != http.StatusOK {
+		t.Errorf("GET /metrics under the flood = %d, want 200", code)
+	}
+	if code := toad.stop(t); code != 0 {
+		t.Errorf("toad exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestServeWatchersNotReading: against a real toad serve capturing live,
+// watchers that never read, up to the limit with one that does, lose
+// their connections once events pile up, so that another watcher gets in;
+// and SIGTERM with watchers that do not read stops at once, not at
+// --shutdown-timeout.
+func TestServeWatchersNotReading(t *testing.T) {
+	privtest.Require(t, "ip")
+	bin := toadBinary(t)
+	pod, peer := netnstest.New(t, "watchers"), netnstest.New(t, "watchers")
+	netnstest.Veth(t, pod, "veth-a", peer, "veth-b")
+	pod.IP(t, "link set veth-a address 02:00:00:00:00:01", "addr add 192.0.2.20/24 dev veth-a")
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	toad := startChild(t, pod, bin, nil, "--interface", "veth-a", "--socket", sock, "--listen", "",
+		"--health-listen", "", "--metrics-listen", "", "--trusted-proxies", "198.51.100.0/24",
+		"--log-format", "json", "--drain", "0s", "--shutdown-timeout", "60s")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	// A watcher that never reads, on a connection of its own whose window
+	// stays at 64 KiB: the server's sends block once it is full.
+	stalled := func() {
+		cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		w, err := toadv1.NewLookupServiceClient(cc).Watch(ctx, &toadv1.WatchRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Header(); err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+	}
+	c, err := client.New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A watcher that reads paces the flood: each round is smaller than a
+	// watcher's buffer, and the next one goes once it has seen this one.
+	reader, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = reader.Header()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(20000)
+	flood := func(rounds int) {
+		eth := craft.Framing{Link: decode.LinkEthernet}
+		for range rounds {
+			frames := make([][]byte, 500)
+			for i := range frames {
+				port++
+				frames[i] = craft.Frame(eth, &craft.Segment{Src: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.10"), port),
+					Dst: netip.MustParseAddrPort("192.0.2.20:8080"), Flags: decode.SYN, Seq: 1,
+					Options: craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.7:51234"))})
+			}
+			sendFrames(t, peer, "veth-b", frames...)
+			last := fmt.Sprintf("198.51.100.10:%d", port)
+			for {
+				ev, err := reader.Recv()
+				if err != nil {
+					t.Fatalf("the watcher that reads: %v", err)
+				}
+				if ev.GetConnection().GetPeer() == last {
+					break
+				}
+			}
+		}
+	}
+
+	for range api.DefaultMaxWatchers - 1 {
+		stalled()
+	}
+	w, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a watcher beside %d: %v, want ResourceExhausted", api.DefaultMaxWatchers, err)
+	}
+	flood(6) // 3000 events: more than a stalled watcher's window and send quota hold
+	for range api.DefaultMaxWatchers - 1 {
+		toad.waitLog(t, "watcher stopped reading: its connection was closed")
+	}
+	w, err = c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = w.Header()
+	}
+	if err != nil {
+		t.Fatalf("a watcher once the stalled ones were dropped: %v, want its stream", err)
+	}
+
+	// SIGTERM with watchers that do not read, their sends blocked.
+	for range 8 {
+		stalled()
+	}
+	flood(6)
+	if code := toad.stop(t); code != 0 {
+		t.Errorf("toad exited %d after SIGTERM, want 0", code)
+	}
+	for _, m := range toad.lines {
+		if m["msg"] == "graceful stop cut short" {
+			t.Errorf("SIGTERM waited for the watchers that do not read: %v", m)
+		}
+	}
+}
+
+// TestServeSocketGroup: --socket-group gives the socket a group whose
+// members may connect.
+func TestServeSocketGroup(t *testing.T) {
+	gid := os.Getgid()
+	if os.Geteuid() == 0 {
+		gid = 65534 // root may give it any group
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	sock := filepath.Join(dir, "toad.sock")
+	serving(t, "--pcap", samplePath, "--socket", sock, "--socket-group", strconv.Itoa(gid), "--drain", "0s")
+	for _, p := range []string{sock, dir} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Sys().(*syscall.Stat_t).Gid; got != uint32(gid) {
+			t.Errorf("%s belongs to group %d, want %d", p, got, gid)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	code := command(context.Background(), []string{"serve", "--pcap", samplePath, "--socket", filepath.Join(t.TempDir(), "toad.sock"),
+		"--socket-group", "toad-no-such-group", "--health-listen", "", "--metrics-listen", ""}, nil, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "--socket-group toad-no-such-group: ") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("--socket-group of no group: exit %d, stderr %q; want exit 1 and one line naming it", code, stderr.String())
+	}
 }

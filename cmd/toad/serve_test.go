@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/capture"
@@ -553,6 +554,93 @@ func TestServeFlags(t *testing.T) {
 	}
 }
 
+// TestServeAddressErrors: a listen address that is not an IP address (or
+// localhost) and a port is a bad setting like any other: exit status 2 and
+// one line naming it, before anything listens.
+func TestServeAddressErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // should toad start, it stops at once
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--listen", "127.1:50051"}, `--listen "127.1:50051": "127.1" is not an IP address`},
+		{[]string{"--listen", "0:50051"}, `--listen "0:50051": "0" is not an IP address`},
+		{[]string{"--listen", "0:50051", "--allow-remote"}, `--listen "0:50051": "0" is not an IP address`},
+		{[]string{"--health-listen", "0:50052"}, `--health-listen "0:50052": "0" is not an IP address`},
+		{[]string{"--metrics-listen", "toad.example:9470"}, `--metrics-listen "toad.example:9470": "toad.example" is not an IP address`},
+		{[]string{"--metrics-listen", "127.0.0.1:http"}, `--metrics-listen "127.0.0.1:http": port "http" is not a number`},
+		{[]string{"--health-listen", ":70000"}, `--health-listen ":70000": port "70000" is not a number from 0 to 65535`},
+	} {
+		args := append([]string{"serve", "--pcap", samplePath, "--socket", filepath.Join(t.TempDir(), "toad.sock"),
+			"--listen", "", "--health-listen", "", "--metrics-listen", ""}, tt.args...)
+		var stdout, stderr bytes.Buffer
+		code := command(ctx, args, nil, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tt.err) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("serve %q: exit %d, stderr %q; want exit 2 and one line containing %q", tt.args, code, stderr.String(), tt.err)
+		}
+	}
+}
+
+// TestServeNoTCPByDefault: out of the box, lookups are served on the unix
+// socket alone, whose permissions say who may ask: no TCP listener lets
+// every local user in.
+func TestServeNoTCPByDefault(t *testing.T) {
+	cfg, err := parseServe(nil, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "" {
+		t.Errorf("default --listen %q, want none", cfg.Listen)
+	}
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	d := serving(t, "--pcap", samplePath, "--socket", sock, "--drain", "0s")
+	if d.api != "" {
+		t.Errorf("toad serve with no --listen serves lookups on TCP %s, want the socket alone", d.api)
+	}
+}
+
+// TestServeMaxWaitZero: --max-wait 0 means that no lookup waits, whatever
+// wait it asks for.
+func TestServeMaxWaitZero(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "toad.sock")
+	serving(t, "--pcap", samplePath, "--socket", sock, "--listen", "", "--max-wait", "0", "--drain", "0s")
+	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	svc := toadv1.NewLookupServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.99:1", Local: "192.0.2.20:8080", Wait: durationpb.New(3 * time.Second)})
+	if status.Code(err) != codes.NotFound || strings.Contains(status.Convert(err).Message(), "waited") {
+		t.Errorf("Lookup asking to wait 3s with --max-wait 0: %v; want NotFound, without waiting", err)
+	}
+	st, err := svc.GetStats(ctx, &toadv1.GetStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.GetTable(); got.GetLookupsNotFound() != 1 || got.GetLookupsTimedOut() != 0 {
+		t.Errorf("GetStats: %d lookups not found at once, %d timed out; want 1 and 0", got.GetLookupsNotFound(), got.GetLookupsTimedOut())
+	}
+}
+
+// TestServeSocketPathLimit: a socket path longer than the kernel takes is
+// refused as a bad setting, before anything is made, with the limit named.
+func TestServeSocketPathLimit(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), strings.Repeat("s", 108)+".sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // should toad start, it stops at once
+	var stdout, stderr bytes.Buffer
+	code := command(ctx, []string{"serve", "--pcap", samplePath, "--socket", sock,
+		"--listen", "", "--health-listen", "", "--metrics-listen", ""}, nil, &stdout, &stderr)
+	want := fmt.Sprintf("--socket %s: socket path of %d bytes: the kernel takes at most 107", sock, len(sock))
+	if code != 2 || !strings.Contains(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("serve --socket (%d bytes): exit %d, stderr %q; want exit 2 and one line containing %q", len(sock), code, stderr.String(), want)
+	}
+}
+
 // TestServeStartErrors: settings the system cannot honour fail at start,
 // before anything serves, with one line naming the setting and exit
 // status 1.
@@ -579,7 +667,7 @@ func TestServeStartErrors(t *testing.T) {
 		{[]string{"--pcap", samplePath, "--socket", filepath.Join(file, "toad.sock")}, "--socket " + filepath.Join(file, "toad.sock") + ":", true},
 		{[]string{"--pcap", samplePath, "--metrics-listen", busy.Addr().String()}, "--metrics-listen " + busy.Addr().String() + ": listen tcp", true},
 		{[]string{"--pcap", samplePath, "--health-listen", busy.Addr().String()}, "--health-listen " + busy.Addr().String() + ": listen tcp", true},
-		{[]string{"--pcap", filepath.Join(dir, "missing.pcap")}, "--pcap " + filepath.Join(dir, "missing.pcap") + ": no such file", false},
+		{[]string{"--pcap", filepath.Join(dir, "missing.pcap")}, "--pcap " + filepath.Join(dir, "missing.pcap") + ": no such file", true},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := command(context.Background(), append(append([]string{"serve"}, quiet...), tt.args...), nil, &stdout, &stderr)
@@ -651,7 +739,7 @@ func TestServeEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Socket != "/run/toad/toad.sock" || cfg.Listen != "127.0.0.1:50051" || cfg.HealthListen != ":50052" ||
+	if cfg.Socket != "/run/toad/toad.sock" || cfg.Listen != "" || cfg.HealthListen != ":50052" ||
 		cfg.MetricsListen != "127.0.0.1:9470" || cfg.Snapshot != "" || cfg.LogFormat != "text" || len(cfg.Trusted) != 0 {
 		t.Errorf("defaults %+v", cfg)
 	}

@@ -81,7 +81,11 @@ func startServe(t *testing.T, toad, capFile string, args ...string) (sock, tcp s
 			line := sc.Text()
 			log.WriteString(line + "\n")
 			if strings.Contains(line, "msg=listening network=tcp") {
-				tcp = strings.TrimPrefix(line[strings.LastIndex(line, " ")+1:], "addr=")
+				for f := range strings.FieldsSeq(line) {
+					if a, ok := strings.CutPrefix(f, "addr="); ok {
+						tcp = a
+					}
+				}
 			}
 			if strings.Contains(line, "msg=serving") && !signaled {
 				signaled = true

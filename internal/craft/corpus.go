@@ -22,6 +22,8 @@ func CorpusFile(vals ...any) []byte {
 			fmt.Fprintf(b, "[]byte(%q)\n", v)
 		case string:
 			fmt.Fprintf(b, "string(%q)\n", v)
+		case uint8:
+			fmt.Fprintf(b, "byte(%q)\n", v)
 		case bool, int, int8, int16, int64, uint, uint16, uint32, uint64:
 			fmt.Fprintf(b, "%T(%v)\n", v, v)
 		default:

@@ -57,7 +57,8 @@ const (
 	// and the ACK.
 	Forged
 	// AfterFastOpen: the SYN carries a TCP Fast Open cookie in its
-	// experimental form (a 254/8 look-alike); the TOA rides on the ACK.
+	// experimental form (a 254/8 look-alike) and the data it lets
+	// through; the TOA rides on the ACK.
 	AfterFastOpen
 	numPlacements
 )
@@ -476,6 +477,7 @@ func (g *generator) newConn() *conn {
 	}
 	// SYN.
 	synOpts := craft.Opts(craft.MSS(1460), craft.SACKPerm, ts, craft.NOP, craft.WScale(7))
+	var synData []byte
 	switch place {
 	case SYNFirst, Every:
 		synOpts = craft.Opts(opt, synOpts)
@@ -490,8 +492,10 @@ func (g *generator) newConn() *conn {
 		}
 	case AfterFastOpen:
 		synOpts = craft.Opts(craft.MSS(1460), craft.FastOpen(g.bytes(4)), craft.NOP, craft.WScale(7))
+		synData = fastOpenData
 	}
-	add(true, craft.Segment{Flags: decode.SYN, Seq: isn, Options: synOpts})
+	add(true, craft.Segment{Flags: decode.SYN, Seq: isn, Options: synOpts, Payload: synData})
+	seq += uint32(len(synData)) // the server takes it with the SYN
 	add(false, craft.Segment{Flags: decode.SYN | decode.ACK, Seq: risn, Ack: seq, Options: craft.Opts(craft.MSS(1460), craft.SACKPerm, ts, craft.NOP, craft.WScale(7))})
 
 	// The ACK that completes the handshake.
@@ -565,17 +569,21 @@ func containsTOA(opts, opt []byte) bool {
 func decodeClient(d toa.Dialect, opt []byte) toa.Client {
 	set := new(toa.Set)
 	_ = set.Enable(d, toa.BuiltinLayout(d))
-	f, err := set.Parse(opt, false)
+	f, err := set.Parse(opt, 0)
 	if err != nil || f.Count == 0 {
 		panic(fmt.Sprintf("gen: option %x does not parse as %v", opt, d))
 	}
 	return f.First
 }
 
+// fastOpenData is what a SYN with a Fast Open cookie carries.
+var fastOpenData = []byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+
 // fastOpenExID is the experiment id of TCP Fast Open's experimental
 // option (254, then 0xF989). A kind 253 or 254 TOA whose client port reads
-// the same is, in a SYN, a Fast Open cookie to every reader (toa.Set.Parse
-// skips it); the generator never makes one, so that its ground truth holds.
+// the same is, in a SYN with data, a Fast Open cookie to every reader
+// (toa.Set.Parse skips it); the generator never makes one, so that its
+// ground truth holds.
 const fastOpenExID = 0xF989
 
 // client returns a client address for dialect d.
