@@ -203,6 +203,10 @@ type Capture struct {
 	stopping  atomic.Bool // the sockets take no more packets
 	stopOnce  sync.Once
 	closeOnce sync.Once
+
+	wokenArmed atomic.Bool // someone waits on woken
+	wokenMu    sync.Mutex
+	woken      chan struct{} // closed at the next packet; nil when nobody waits
 }
 
 // ErrStopped is returned by Sync once the capture has stopped taking
@@ -285,6 +289,35 @@ func (c *Capture) Sync(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// Woken returns a channel closed when a reader next hands over a packet,
+// so that a goroutine with nothing to do until traffic comes can sleep on
+// it rather than poll. Packets handed over before the call do not close
+// it: read Stats after calling Woken to learn of those.
+func (c *Capture) Woken() <-chan struct{} {
+	c.wokenMu.Lock()
+	defer c.wokenMu.Unlock()
+	if c.woken == nil {
+		c.woken = make(chan struct{})
+		c.wokenArmed.Store(true)
+	}
+	return c.woken
+}
+
+// wake closes the channel of Woken, if anyone waits on it: a readers'
+// hot path, an atomic load when nobody does.
+func (c *Capture) wake() {
+	if !c.wokenArmed.Load() {
+		return
+	}
+	c.wokenMu.Lock()
+	if c.woken != nil {
+		close(c.woken)
+		c.woken = nil
+		c.wokenArmed.Store(false)
+	}
+	c.wokenMu.Unlock()
 }
 
 // Stats returns the capture's counters so far.

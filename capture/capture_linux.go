@@ -104,6 +104,7 @@ func (r *reader) run(c *Capture) error {
 	var rec decode.Record
 	err := r.conn.Receive(func(data []byte, ts time.Time) {
 		r.counters.packets.Add(1)
+		c.wake()
 		if why := c.dec.Decode(decode.LinkRaw, data, ts, &rec); why != decode.OK {
 			r.counters.failures[why].Add(1)
 			return

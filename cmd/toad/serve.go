@@ -202,9 +202,9 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	stopHK := make(chan struct{})
 	stopHousekeeping := sync.OnceFunc(func() { close(stopHK) })
 	defer stopHousekeeping()
-	if s.kind() == metrics.Live {
+	if l, ok := s.(*live); ok {
 		w := newWarner(root.With("component", "table"), warnEvery)
-		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, w) })
+		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, l.c.Woken, cfg.IdleTimeout > 0, w) })
 	}
 
 	srv.SetServing(true)
