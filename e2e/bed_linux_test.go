@@ -62,9 +62,9 @@ const (
 	// connTimeout bounds a client connection's dial, and each connection's
 	// whole life at the origin.
 	connTimeout = time.Minute
-	// lookupWait is how long the origin's lookups wait for a handshake
-	// toad has not seen yet. Connections toad must not know (the
-	// attacker's) take that long to be answered.
+	// lookupWait is how long the origin's lookups may wait for toad's
+	// capture to catch up with them; connections toad does not know (the
+	// attacker's) are answered as soon as it has.
 	lookupWait = 3 * time.Second
 	// collectTimeout bounds the wait for the origin's answers.
 	collectTimeout = 30 * time.Second

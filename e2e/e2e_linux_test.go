@@ -199,8 +199,8 @@ func TestEndToEnd(t *testing.T) {
 		} else {
 			t.Logf("toad counted %d untrusted TOAs from %d forged connections", got, forged)
 		}
-		// The attacker's connections wait out the lookup's wait: the time
-		// to open them all measures nothing.
+		// The attacker's connections are answered not found as soon as
+		// the capture has caught up; the proxied ones are measured.
 		var lat []time.Duration
 		for _, a := range byPeer[proxyAddr4] {
 			lat = append(lat, a.latency)
@@ -296,11 +296,10 @@ func TestEndToEnd(t *testing.T) {
 // connection of a second run has the 4-tuple of one of a first run's,
 // which toad still holds as closing (it answers those for --linger). The
 // second run's connections come a few at a time, so the origin's lookup
-// right after accept reaches toad before the capture has delivered the
-// new handshake (the ring hands over its blocks every 2 ms). A lookup that
-// finds a closing entry waits for the capture to catch up with the moment
-// of the call, so every connection gets its own client, never the
-// previous one on its 4-tuple.
+// right after accept may reach toad before its capture has handed over the
+// new handshake. A lookup that finds a closing entry waits for the capture
+// to catch up with the moment of the call, so every connection gets its
+// own client, never the previous one on its 4-tuple.
 func TestProxyPortReuse(t *testing.T) {
 	privtest.Require(t, "ip")
 	b := newBed(t)

@@ -153,7 +153,7 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 
 	toaFlags(fs, &cfg.Trusted, &cfg.Dialects)
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
-	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for the capture to catch up with it")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "the most `connections` the table holds; past it, closing then the oldest are evicted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "forget an open connection that saw no segment for this long (0: keep it until it closes)")
 	fs.StringVar(&cfg.Snapshot, "snapshot", "", "`file` the table is written to at shutdown and loaded from at start; empty for none")
