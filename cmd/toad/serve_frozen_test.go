@@ -67,3 +67,18 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 			tb.GetLookupsNotFound(), tb.GetLookupsTimedOut(), tb.GetLookupsOk())
 	}
 }
+
+// TestServeBlockTimeoutDeprecated: --block-timeout, which no longer means
+// anything, is accepted, whatever its value, and warned of at start.
+func TestServeBlockTimeoutDeprecated(t *testing.T) {
+	dir := t.TempDir()
+	capFile := filepath.Join(dir, "sample.pcapng")
+	if _, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample()); err != nil {
+		t.Fatal(err)
+	}
+	d := serving(t, "--pcap", capFile, "--socket", filepath.Join(dir, "toad.sock"), "--listen", "", "--drain", "0s", "--block-timeout", "500us")
+	m := d.waitLog(t, "--block-timeout is deprecated and ignored: the capture hands each packet over as it arrives, with no block to time out; remove the setting")
+	if m["level"] != "WARN" || m["block_timeout"] != "500µs" {
+		t.Errorf("warning %v: want level WARN and block_timeout=500µs", m)
+	}
+}
