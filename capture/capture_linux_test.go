@@ -3,7 +3,6 @@ package capture
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,64 +20,11 @@ import (
 	"github.com/toad-project/toad/capture/packet"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
+	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/toa"
 )
-
-// sender injects IP packets into an interface with a cooked AF_PACKET
-// socket, as if a peer had sent them.
-type sender struct {
-	fd      int
-	ifindex int
-	dst     net.HardwareAddr
-}
-
-// newSender must run inside the namespace of iface.
-func newSender(iface string, dst net.HardwareAddr) (*sender, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &sender{fd: fd, ifindex: ifi.Index, dst: dst}, nil
-}
-
-func (s *sender) send(ip []byte) error {
-	proto := uint16(unix.ETH_P_IP)
-	if ip[0]>>4 == 6 {
-		proto = unix.ETH_P_IPV6
-	}
-	sa := &unix.SockaddrLinklayer{Ifindex: s.ifindex, Protocol: htons(proto), Halen: uint8(len(s.dst))}
-	copy(sa.Addr[:], s.dst)
-	return unix.Sendto(s.fd, ip, 0, sa)
-}
-
-func (s *sender) close() { unix.Close(s.fd) }
-
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
-// onOneCPU runs fn with the calling (locked) thread kept on one CPU, so
-// that the packets fn sends are processed in order.
-func onOneCPU(fn func() error) error {
-	var was, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &was); err != nil {
-		return err
-	}
-	one.Set(0)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &was)
-	return fn()
-}
 
 // collector is a sink that keeps every record and lets a test wait for
 // the ones it expects.
@@ -279,14 +225,14 @@ func openIn(t *testing.T, ns *netnstest.NS, cfg Config, sink Sink) *Capture {
 func sendIn(t *testing.T, ns *netnstest.NS, iface string, dst net.HardwareAddr, packets [][]byte) {
 	t.Helper()
 	err := ns.Do(func() error {
-		return onOneCPU(func() error {
-			s, err := newSender(iface, dst)
+		return inject.OnOneCPU(func() error {
+			s, err := inject.New(iface, dst)
 			if err != nil {
 				return err
 			}
-			defer s.close()
+			defer s.Close()
 			for i, p := range packets {
-				if err := s.send(p); err != nil {
+				if err := s.Send(p); err != nil {
 					return fmt.Errorf("send packet %d: %w", i, err)
 				}
 			}
@@ -476,11 +422,11 @@ func TestLiveCloseUnderLoad(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() {
 		sent <- ns.Do(func() error {
-			s, err := newSender("lo", net.HardwareAddr{0, 0, 0, 0, 0, 0})
+			s, err := inject.New("lo", net.HardwareAddr{0, 0, 0, 0, 0, 0})
 			if err != nil {
 				return err
 			}
-			defer s.close()
+			defer s.Close()
 			tr := connections(1)
 			for {
 				for _, p := range tr.packets {
@@ -489,7 +435,7 @@ func TestLiveCloseUnderLoad(t *testing.T) {
 						return nil
 					default:
 					}
-					if err := s.send(p); err != nil {
+					if err := s.Send(p); err != nil {
 						return err
 					}
 				}

@@ -2,17 +2,14 @@ package caprate
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
+	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/toa"
 )
@@ -212,80 +210,17 @@ func (l *link) trial(ctx context.Context, cfg Config, packets [][]byte, rate flo
 	return t, nil
 }
 
-// batch is how many packets one sendmmsg(2) call writes.
-const batch = 64
-
-// send writes the IPv4 packets to iface in order, from one thread kept on
-// one CPU, batch at a time, paced to rate packets per second unless rate
-// is 0.
+// send writes the IP packets to iface, paced to rate packets per second
+// unless rate is 0, from the calling thread kept on one CPU.
 func send(iface string, packets [][]byte, rate float64) error {
-	var was, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &was); err != nil {
-		return err
-	}
-	one.Set(0)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &was)
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	sa := unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(ifi.Index), Halen: 6}
-	copy(sa.Addr[:], macServer)
-	var (
-		iovs [batch]unix.Iovec
-		msgs [batch]unix.Mmsghdr
-	)
-	for i := range msgs {
-		msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&sa))
-		msgs[i].Hdr.Namelen = uint32(unsafe.Sizeof(sa))
-		msgs[i].Hdr.Iov = &iovs[i]
-		msgs[i].Hdr.SetIovlen(1)
-	}
-	var tick time.Duration
-	if rate > 0 {
-		tick = time.Duration(float64(batch) / rate * float64(time.Second))
-	}
-	next := time.Now()
-	for len(packets) > 0 {
-		n := min(batch, len(packets))
-		for i, p := range packets[:n] {
-			iovs[i].Base = &p[0]
-			iovs[i].SetLen(len(p))
+	return inject.OnOneCPU(func() error {
+		s, err := inject.New(iface, macServer)
+		if err != nil {
+			return err
 		}
-		if tick > 0 {
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-			next = next.Add(tick)
-		}
-		for sent := 0; sent < n; {
-			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[sent])), uintptr(n-sent), 0, 0, 0)
-			if errno != 0 {
-				if errno == unix.ENOBUFS || errno == unix.EAGAIN {
-					continue
-				}
-				return errno
-			}
-			sent += int(r)
-		}
-		runtime.KeepAlive(packets)
-		packets = packets[n:]
-	}
-	return nil
-}
-
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
+		defer s.Close()
+		return s.SendAll(packets, rate)
+	})
 }
 
 func rusage(who int) time.Duration {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 )
@@ -124,13 +125,13 @@ func (l *link) open(t testing.TB, cfg Config, prog []bpf.Instruction) *Conn {
 func (l *link) sendAll(t testing.TB, packets [][]byte) {
 	t.Helper()
 	err := l.send.Do(func() error {
-		s, err := newSender("veth-s")
+		s, err := inject.New("veth-s", macB)
 		if err != nil {
 			return err
 		}
-		defer s.close()
+		defer s.Close()
 		for i, p := range packets {
-			if err := s.send(p); err != nil {
+			if err := s.Send(p); err != nil {
 				return fmt.Errorf("packet %d: %w", i, err)
 			}
 		}
@@ -140,29 +141,6 @@ func (l *link) sendAll(t testing.TB, packets [][]byte) {
 		t.Fatal(err)
 	}
 }
-
-// sender writes IP packets to an interface with a cooked packet socket.
-type sender struct {
-	fd int
-	sa unix.SockaddrLinklayer
-}
-
-func newSender(iface string) (*sender, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	s := &sender{fd: fd, sa: unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(unix.ETH_P_IP), Halen: 6}}
-	copy(s.sa.Addr[:], macB)
-	return s, nil
-}
-
-func (s *sender) send(ip []byte) error { return unix.Sendto(s.fd, ip, 0, &s.sa) }
-func (s *sender) close()               { unix.Close(s.fd) }
 
 // udp returns an IPv4 UDP packet from 198.51.100.1 to 192.0.2.1 whose
 // IP protocol is proto and whose payload holds seq.
@@ -312,18 +290,18 @@ func TestFilterBeforeBind(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() {
 		sent <- l.send.Do(func() error {
-			s, err := newSender("veth-s")
+			s, err := inject.New("veth-s", macB)
 			if err != nil {
 				return err
 			}
-			defer s.close()
+			defer s.Close()
 			for i := uint32(0); ; i++ {
 				select {
 				case <-stop:
 					return nil
 				default:
 				}
-				if err := s.send(udp(i, unix.IPPROTO_UDP)); err != nil {
+				if err := s.Send(udp(i, unix.IPPROTO_UDP)); err != nil {
 					return err
 				}
 			}

@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/toad-project/toad/internal/inject"
 )
 
 // The receive paths a capture could take, measured side by side on the
@@ -449,11 +451,11 @@ func TestSenderProcess(t *testing.T) {
 // (rate 0), as fast as it can (rate -1), or rate a second in bursts.
 func sendPaced(n, rate, burst int) error {
 	runtime.LockOSThread()
-	s, err := newSender("veth-s")
+	s, err := inject.New("veth-s", macB)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	pkt := udp(0, unix.IPPROTO_UDP)
 	pkt = append(pkt[:28], make([]byte, 8)...)
 	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
@@ -461,7 +463,7 @@ func sendPaced(n, rate, burst int) error {
 	fixChecksum(pkt)
 	send := func() error {
 		binary.BigEndian.PutUint64(pkt[28:], uint64(monotonic()))
-		return s.send(pkt)
+		return s.Send(pkt)
 	}
 	switch {
 	case rate == 0:
