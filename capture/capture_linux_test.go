@@ -660,3 +660,19 @@ func TestLiveSync(t *testing.T) {
 		t.Errorf("kernel passed %d packets, dropped %d; readers read %d: want all read, none dropped", st.KernelPackets, st.Drops, st.Packets)
 	}
 }
+
+// TestLiveSyncAllocs: with nothing outstanding, Sync (what every lookup of
+// an unknown connection costs) allocates nothing.
+func TestLiveSyncAllocs(t *testing.T) {
+	privtest.Require(t, "ip")
+	ns := netnstest.New(t, "capture")
+	c := openIn(t, ns, Config{Interface: "lo", Readers: 2}, newCollector())
+	ctx := context.Background()
+	if a := testing.AllocsPerRun(1000, func() {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("Sync: %.1f allocations, want 0", a)
+	}
+}

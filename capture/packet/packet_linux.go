@@ -40,10 +40,12 @@ type Conn struct {
 	wakeMu   sync.Mutex
 	wake     chan struct{} // closed and replaced when received rises with waiters
 
-	statsMu sync.Mutex
-	packets uint64 // the kernel's counters, summed: it clears them on each read
-	drops   uint64
-	final   bool // the counters were read for the last time, by Close
+	statsMu   sync.Mutex
+	packets   uint64 // the kernel's counters, summed: it clears them on each read
+	drops     uint64
+	final     bool // the counters were read for the last time, by Close
+	kstats    unix.TpacketStats
+	kstatsLen uint32
 
 	mu      sync.Mutex
 	closing bool
@@ -214,16 +216,20 @@ func (c *Conn) Stats() (Stats, error) {
 	return Stats{Packets: c.packets, Drops: c.drops, Received: c.received.Load(), Wakeups: c.wakeups.Load()}, err
 }
 
+// readStatsLocked adds the kernel's counters, which it clears as it hands
+// them over, to the Conn's. c.statsMu is held: Close cannot close the
+// descriptor meanwhile, so it is used directly, and the call allocates
+// nothing (a lookup's barrier makes it).
 func (c *Conn) readStatsLocked() error {
-	return c.control(opGetsockopt, func(fd int) error {
-		st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
-		if err != nil {
-			return os.NewSyscallError("getsockopt PACKET_STATISTICS", err)
-		}
-		c.packets += uint64(st.Packets)
-		c.drops += uint64(st.Drops)
-		return nil
-	})
+	c.kstatsLen = uint32(unsafe.Sizeof(c.kstats))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(c.fd), unix.SOL_PACKET, unix.PACKET_STATISTICS,
+		uintptr(unsafe.Pointer(&c.kstats)), uintptr(unsafe.Pointer(&c.kstatsLen)), 0)
+	if errno != 0 {
+		return opError(opGetsockopt, c.addr.Load(), os.NewSyscallError("getsockopt PACKET_STATISTICS", errno))
+	}
+	c.packets += uint64(c.kstats.Packets)
+	c.drops += uint64(c.kstats.Drops)
+	return nil
 }
 
 // Mark returns how many packets the kernel has put in the ring so far.
