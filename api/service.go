@@ -50,8 +50,12 @@ func (s *service) Lookup(ctx context.Context, req *toadv1.LookupRequest) (*toadv
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	e, err := s.table.Lookup(ctx, k, wait)
 	if err != nil {
+		if time.Since(start) < wait {
+			wait = 0 // answered before its wait ran out: the capture had caught up
+		}
 		return nil, lookupError(err, req.GetPeer(), req.GetLocal(), wait)
 	}
 	return &toadv1.LookupResponse{Connection: newConnection(req.GetPeer(), req.GetLocal(), &e)}, nil

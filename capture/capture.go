@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/toad-project/toad/capture/packet"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/toa"
 )
@@ -32,17 +35,6 @@ type Expirer interface {
 	Expire(now time.Time) int
 }
 
-// Advancer is a Sink told how far a live capture has come: Advance(w)
-// says that every segment the kernel received before w has been passed to
-// Observe. Open reports it to a sink that has the method, each time it
-// rises: as the readers deliver packets (the kernel time of the last one)
-// and, on an idle ring, every few milliseconds. With several readers it is
-// the lowest of theirs. Replay never calls it: a replay is complete when
-// it returns. *correlate.Table is an Advancer.
-type Advancer interface {
-	Advance(w time.Time)
-}
-
 // Config configures a live capture. The zero value captures on every
 // interface with one reader, the default dialects and sidecar-sized rings.
 type Config struct {
@@ -54,21 +46,19 @@ type Config struct {
 	// Readers is the number of sockets sharing the traffic through a
 	// flow-hashed fanout group (PACKET_FANOUT_HASH), so that one
 	// connection's packets stay in order on one reader. 0 means 1, which
-	// is enough for the few packets per connection the filter passes.
+	// is enough for the few packets per connection the filter passes;
+	// at most 64.
 	Readers int
 	// FanoutGroup is the fanout group id when Readers > 1; 0 picks one
 	// from the process id.
 	FanoutGroup uint16
-	// RingSize is each reader's ring in bytes; 0 means 4 MiB.
+	// RingSize is each reader's ring in bytes; 0 means 4 MiB. The ring
+	// holds what arrives while its reader is busy: a packet finding it
+	// full is dropped (Stats.Drops).
 	RingSize int
-	// BlockSize is the TPACKET_V3 block size in bytes, a multiple of the
-	// page size; 0 means 64 KiB.
+	// BlockSize is the unit in which the kernel allocates the ring, a
+	// multiple of the page size; 0 means 64 KiB.
 	BlockSize int
-	// BlockTimeout is how long the kernel holds a partly filled block
-	// before handing it over, which bounds the delivery delay at low
-	// packet rates; 0 means 2ms. Millisecond granularity. An idle ring's
-	// watermark (see Advancer) trails the clock by this plus 10 to 20ms.
-	BlockTimeout time.Duration
 	// SnapLen is how many bytes of each packet the ring keeps, enough for
 	// the headers; 0 means 512.
 	SnapLen int
@@ -82,11 +72,13 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultRingSize     = 4 << 20
-	DefaultBlockSize    = 64 << 10
-	DefaultBlockTimeout = 2 * time.Millisecond
-	DefaultSnapLen      = 512
+	DefaultRingSize  = packet.DefaultRingSize
+	DefaultBlockSize = packet.DefaultBlockSize
+	DefaultSnapLen   = packet.DefaultSnapLen
 )
+
+// maxReaders is the most readers a capture has.
+const maxReaders = 64
 
 // withDefaults fills in zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
@@ -102,9 +94,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BlockSize == 0 {
 		c.BlockSize = DefaultBlockSize
 	}
-	if c.BlockTimeout == 0 {
-		c.BlockTimeout = DefaultBlockTimeout
-	}
 	if c.SnapLen == 0 {
 		c.SnapLen = DefaultSnapLen
 	}
@@ -112,14 +101,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	switch {
-	case c.Readers < 0 || c.Readers > 64:
+	case c.Readers < 0 || c.Readers > maxReaders:
 		return c, fmt.Errorf("capture config: Readers %d: want 1-64", c.Readers)
 	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
 		return c, fmt.Errorf("capture config: BlockSize %d: want a multiple of 4096", c.BlockSize)
 	case c.RingSize < c.BlockSize:
 		return c, fmt.Errorf("capture config: RingSize %d is smaller than BlockSize %d", c.RingSize, c.BlockSize)
-	case c.BlockTimeout < time.Millisecond:
-		return c, fmt.Errorf("capture config: BlockTimeout %v: want at least 1ms", c.BlockTimeout)
 	case c.SnapLen < 128 || c.SnapLen > 65535:
 		return c, fmt.Errorf("capture config: SnapLen %d: want 128-65535", c.SnapLen)
 	case c.Filter > FilterNone:
@@ -145,8 +132,6 @@ type Stats struct {
 	KernelPackets uint64
 	// Drops is how many packets the kernel dropped because a ring was full.
 	Drops uint64
-	// Freezes is how many times a ring ran full and froze.
-	Freezes uint64
 	// Filter is the weakest filter attached to any reader.
 	Filter Filter
 	// IgnoreOutgoing reports that every socket skips outgoing packets by
@@ -204,12 +189,9 @@ func (c *counters) addTo(s *Stats) {
 type Capture struct {
 	cfg     Config
 	sink    Sink
-	adv     Advancer // sink as an Advancer, or nil
 	dec     *decode.Decoder
 	readers []*reader
-	mark    atomic.Int64 // the watermark last reported to adv, Unix nanoseconds
 
-	stop atomic.Bool
 	wg   sync.WaitGroup
 	done chan struct{}
 
@@ -218,20 +200,28 @@ type Capture struct {
 	closed bool
 	final  Stats // the counters at Close
 
+	stopping  atomic.Bool // the sockets take no more packets
+	stopOnce  sync.Once
 	closeOnce sync.Once
+
+	wokenArmed atomic.Bool // someone waits on woken
+	wokenMu    sync.Mutex
+	woken      chan struct{} // closed at the next packet; nil when nobody waits
 }
 
-// Open starts a live capture that hands every decoded segment to sink,
-// and its watermark too when sink is an Advancer. It fails with an error
-// saying what to grant when the process lacks CAP_NET_RAW, and wraps
-// errors.ErrUnsupported off Linux.
+// ErrStopped is returned by Sync once the capture has stopped taking
+// packets: it can no longer vouch for what the host receives.
+var ErrStopped = errors.New("capture stopped")
+
+// Open starts a live capture that hands every decoded segment to sink. It
+// fails with an error saying what to grant when the process lacks
+// CAP_NET_RAW, and wraps errors.ErrUnsupported off Linux.
 func Open(cfg Config, sink Sink) (*Capture, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{cfg: cfg, sink: sink, dec: decode.New(cfg.Dialects), done: make(chan struct{})}
-	c.adv, _ = sink.(Advancer)
 	if err := c.open(); err != nil {
 		for _, r := range c.readers {
 			r.close()
@@ -239,13 +229,11 @@ func Open(cfg Config, sink Sink) (*Capture, error) {
 		return nil, err
 	}
 	for _, r := range c.readers {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
+		c.wg.Go(func() {
 			if err := r.run(c); err != nil {
 				c.fail(err)
 			}
-		}()
+		})
 	}
 	go func() {
 		c.wg.Wait()
@@ -261,7 +249,12 @@ func (c *Capture) fail(err error) {
 		c.err = err
 	}
 	c.mu.Unlock()
-	c.stop.Store(true)
+	c.stopOnce.Do(func() {
+		c.stopping.Store(true)
+		for _, r := range c.readers {
+			r.close()
+		}
+	})
 }
 
 // Done is closed once every reader has stopped: after Close, or when a
@@ -273,6 +266,58 @@ func (c *Capture) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// Sync returns once every packet the kernel had put in the capture's
+// rings when Sync was called has been decoded and passed to the sink. It
+// learns that from the sockets themselves: each counts the packets it
+// was given, and each reader those it has handed over. A packet that
+// carried a segment the host has since processed (one that let TCP
+// accept a connection, say) reached the rings before that, so after Sync
+// the sink has seen it. With no packet outstanding Sync costs a system
+// call per reader and does not wait. It returns early with ctx's error,
+// or with ErrStopped once the capture has begun to stop. *Capture so satisfies
+// correlate.Source.
+func (c *Capture) Sync(ctx context.Context) error {
+	if c.stopping.Load() {
+		return ErrStopped
+	}
+	if err := c.sync(ctx); err != nil {
+		if c.stopping.Load() {
+			return fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Woken returns a channel closed when a reader next hands over a packet,
+// so that a goroutine with nothing to do until traffic comes can sleep on
+// it rather than poll. Packets handed over before the call do not close
+// it: read Stats after calling Woken to learn of those.
+func (c *Capture) Woken() <-chan struct{} {
+	c.wokenMu.Lock()
+	defer c.wokenMu.Unlock()
+	if c.woken == nil {
+		c.woken = make(chan struct{})
+		c.wokenArmed.Store(true)
+	}
+	return c.woken
+}
+
+// wake closes the channel of Woken, if anyone waits on it: a readers'
+// hot path, an atomic load when nobody does.
+func (c *Capture) wake() {
+	if !c.wokenArmed.Load() {
+		return
+	}
+	c.wokenMu.Lock()
+	if c.woken != nil {
+		close(c.woken)
+		c.woken = nil
+		c.wokenArmed.Store(false)
+	}
+	c.wokenMu.Unlock()
 }
 
 // Stats returns the capture's counters so far.
@@ -296,20 +341,19 @@ func (c *Capture) statsLocked() Stats {
 	return s
 }
 
-// Close stops the readers, waits for them, then closes the sockets. It
-// returns the error that had stopped the readers, if any. Close is
-// idempotent.
+// Close stops the capture: the sockets take no more packets, the readers
+// hand the sink what the rings still hold (so the counters agree: every
+// packet the kernel passed was decoded), then the sockets close and the
+// readers end. It returns the error that had stopped the readers, if any.
+// Close is idempotent.
 func (c *Capture) Close() error {
 	c.closeOnce.Do(func() {
-		c.stop.Store(true)
+		c.stopOnce.Do(c.stop)
 		<-c.done
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.final = c.statsLocked()
 		c.closed = true
-		for _, r := range c.readers {
-			r.close()
-		}
 	})
 	return c.Err()
 }

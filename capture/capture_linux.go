@@ -1,82 +1,64 @@
 package capture
 
 import (
-	"encoding/binary"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"reflect"
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket/afpacket"
-	"golang.org/x/sys/unix"
+	"golang.org/x/net/bpf"
 
+	"github.com/toad-project/toad/capture/packet"
 	"github.com/toad-project/toad/decode"
 )
-
-// pollTimeout bounds how long a reader waits in poll(2) before it looks at
-// the stop flag again, and so how long Close takes; an idle ring's
-// watermark rises that often.
-const pollTimeout = 10 * time.Millisecond
-
-// tickSlack bounds how much later than BlockTimeout the kernel hands a
-// partly filled block over: it rounds the timeout up to whole ticks of
-// its timer (10ms at HZ=100, the coarsest) and retires a block on the
-// first tick that finds it holding packets.
-const tickSlack = 10 * time.Millisecond
 
 var fanoutSeq atomic.Uint32
 
 // reader is one AF_PACKET socket with its ring.
 type reader struct {
-	tp             *afpacket.TPacket
-	fd             int
+	conn           *packet.Conn
 	filter         Filter
 	ignoreOutgoing bool
 	counters       counters
-	// mark is the reader's watermark, Unix nanoseconds: it has passed on
-	// every packet the kernel put in its ring before then.
-	mark atomic.Int64
 }
 
-// open creates the readers. Each socket is created bound to no protocol,
-// so that it receives nothing until its filter is attached, then bound to
-// every protocol; packets reach the ring only through the filter.
+// open creates the readers. Each socket receives nothing until its filter
+// is attached and it is bound; packets reach the ring only through the
+// filter.
 func (c *Capture) open() error {
 	cfg := c.cfg
-	ifindex := 0
+	var ifi *net.Interface
 	if cfg.Interface != "" {
-		ifi, err := net.InterfaceByName(cfg.Interface)
-		if err != nil {
+		var err error
+		if ifi, err = net.InterfaceByName(cfg.Interface); err != nil {
 			return fmt.Errorf("capture on %q: %w", cfg.Interface, err)
 		}
 		if ifi.Flags&net.FlagUp == 0 {
 			return fmt.Errorf("capture on %q: interface is down", cfg.Interface)
 		}
-		ifindex = ifi.Index
 	}
 	group := cfg.FanoutGroup
 	if group == 0 {
 		group = uint16(os.Getpid()*31) + uint16(fanoutSeq.Add(1))
 	}
 	for i := range cfg.Readers {
-		r, err := openReader(cfg, ifindex)
+		r, err := openReader(cfg, ifi)
 		if err != nil {
 			return err
 		}
 		c.readers = append(c.readers, r)
 		if cfg.Readers > 1 {
-			if err := r.tp.SetFanout(afpacket.FanoutHash, group); err != nil {
+			if err := r.conn.JoinFanout(group); err != nil {
 				return fmt.Errorf("join fanout group %d with reader %d: %w", group, i, err)
 			}
 		}
 	}
 	r0 := c.readers[0]
 	cfg.Logger.Info("capture started", "interface", ifaceName(cfg.Interface), "readers", cfg.Readers,
-		"filter", r0.filter, "ignore_outgoing", r0.ignoreOutgoing,
-		"ring_bytes", cfg.RingSize, "block_bytes", cfg.BlockSize, "block_timeout", cfg.BlockTimeout)
+		"filter", r0.filter, "ignore_outgoing", r0.ignoreOutgoing, "ring_bytes", cfg.RingSize, "block_bytes", cfg.BlockSize)
 	return nil
 }
 
@@ -87,37 +69,19 @@ func ifaceName(s string) string {
 	return s
 }
 
-func openReader(cfg Config, ifindex int) (*reader, error) {
-	opts := []any{
-		afpacket.TPacketVersion3,
-		afpacket.SocketDgram,
-		afpacket.OptProtocol(0),
-		afpacket.OptBlockSize(cfg.BlockSize),
-		afpacket.OptNumBlocks(cfg.RingSize / cfg.BlockSize),
-		afpacket.OptBlockTimeout(cfg.BlockTimeout),
-		afpacket.OptPollTimeout(pollTimeout),
-	}
-	if cfg.Interface != "" {
-		opts = append(opts, afpacket.OptInterface(cfg.Interface))
-	}
-	tp, err := afpacket.NewTPacket(opts...)
+func openReader(cfg Config, ifi *net.Interface) (*reader, error) {
+	conn, err := packet.Open(packet.Config{RingSize: cfg.RingSize, BlockSize: cfg.BlockSize, SnapLen: cfg.SnapLen})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, permissionError(err)
 		}
-		return nil, fmt.Errorf("open AF_PACKET ring (%d blocks of %d bytes): %w", cfg.RingSize/cfg.BlockSize, cfg.BlockSize, err)
+		return nil, fmt.Errorf("open AF_PACKET ring of %d bytes: %w", cfg.RingSize, err)
 	}
-	r := &reader{tp: tp}
-	fd, err := socketFD(tp)
-	if err != nil {
-		r.close()
-		return nil, err
-	}
-	r.fd = fd
-	r.filter = attachFilter(tp.SetBPF, cfg.Filter, cfg.Dialects, uint32(cfg.SnapLen), cfg.Logger)
-	r.ignoreOutgoing = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1) == nil
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
-		r.close()
+	r := &reader{conn: conn}
+	r.filter = attachFilter(conn.SetBPF, cfg.Filter, cfg.Dialects, uint32(cfg.SnapLen), cfg.Logger)
+	r.ignoreOutgoing = conn.SetIgnoreOutgoing() == nil
+	if err := conn.Bind(ifi); err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("bind AF_PACKET socket: %w", err)
 	}
 	return r, nil
@@ -134,105 +98,73 @@ func permissionError(err error) error {
 		"the container's securityContext.capabilities.add: %w", bin, err)
 }
 
-// socketFD returns the descriptor of tp's socket, which afpacket keeps
-// unexported. Capture needs it to attach the filter before the socket
-// receives anything and to set PACKET_IGNORE_OUTGOING; the field is read,
-// never written.
-func socketFD(tp *afpacket.TPacket) (int, error) {
-	v := reflect.ValueOf(tp).Elem().FieldByName("fd")
-	if !v.IsValid() || !v.CanInt() {
-		return -1, errors.New("open AF_PACKET ring: this version of gopacket/afpacket keeps no fd field")
-	}
-	return int(v.Int()), nil
-}
-
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
-// run reads the ring until the capture stops.
+// run hands every packet of the ring to the sink until the capture closes
+// (nil) or the socket fails.
 func (r *reader) run(c *Capture) error {
 	var rec decode.Record
-	// since is no later than the start of the next read. A read that
-	// times out found no block handed over after polling from since until
-	// since+pollTimeout at least, and the kernel hands a block over at
-	// most BlockTimeout+tickSlack after a packet enters it: every packet
-	// that entered the ring before since+idle is in a block already read.
-	since := time.Now()
-	idle := pollTimeout - (c.cfg.BlockTimeout + tickSlack)
-	for !c.stop.Load() {
-		data, ci, err := r.tp.ZeroCopyReadPacketData()
-		if err != nil {
-			if errors.Is(err, afpacket.ErrTimeout) {
-				c.advance(r, since.Add(idle))
-				since = time.Now()
-				continue
-			}
-			if errors.Is(err, afpacket.ErrPoll) {
-				// The socket's pending error says why: ENETDOWN when the
-				// interface went down or away.
-				if e, _ := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR); e != 0 {
-					err = fmt.Errorf("%w: %w", err, unix.Errno(e))
-				}
-			}
-			return fmt.Errorf("read AF_PACKET ring: %w", err)
-		}
+	err := r.conn.Receive(func(data []byte, ts time.Time) {
 		r.counters.packets.Add(1)
-		if why := c.dec.Decode(decode.LinkRaw, data, ci.Timestamp, &rec); why != decode.OK {
+		c.wake()
+		if why := c.dec.Decode(decode.LinkRaw, data, ts, &rec); why != decode.OK {
 			r.counters.failures[why].Add(1)
-		} else {
-			c.sink.Observe(&rec)
-			r.counters.records.Add(1)
+			return
 		}
-		// The ring is read in the order packets entered it, and a packet
-		// is stamped before it enters: every packet that entered before
-		// this one's time has been passed on.
-		c.advance(r, ci.Timestamp)
-		if ci.Timestamp.After(since) {
-			since = ci.Timestamp
+		c.sink.Observe(&rec)
+		r.counters.records.Add(1)
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("read AF_PACKET ring: %w", err)
+}
+
+// sync waits until every reader has handed over what its ring held when
+// sync was called: the marks of all first, then the waits.
+func (c *Capture) sync(ctx context.Context) error {
+	var marks [maxReaders]packet.Mark
+	for i, r := range c.readers {
+		m, err := r.conn.Mark()
+		if err != nil {
+			return err
+		}
+		marks[i] = m
+	}
+	for i, r := range c.readers {
+		if err := r.conn.Wait(ctx, marks[i]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// advance raises r's watermark to w and, when that raises the lowest of
-// the readers', reports it to the sink.
-func (c *Capture) advance(r *reader, w time.Time) {
-	if c.adv == nil {
-		return
+// drainTimeout bounds how long Close waits for the readers to hand over
+// what the rings hold.
+const drainTimeout = 5 * time.Second
+
+// stop makes the sockets take no more packets, waits until the readers
+// have handed over what the rings hold, and closes the sockets.
+func (c *Capture) stop() {
+	c.stopping.Store(true)
+	rejectAll := []bpf.RawInstruction{{Op: 0x06}} // ret #0
+	for _, r := range c.readers {
+		r.conn.SetBPF(rejectAll)
 	}
-	ns := w.UnixNano()
-	if ns <= r.mark.Load() {
-		return
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	c.sync(ctx) // a reader that failed has nothing more to hand over
+	cancel()
+	for _, r := range c.readers {
+		r.conn.Close()
 	}
-	r.mark.Store(ns)
-	low := ns
-	for _, o := range c.readers {
-		low = min(low, o.mark.Load())
-	}
-	for {
-		cur := c.mark.Load()
-		if low <= cur {
-			return
-		}
-		if c.mark.CompareAndSwap(cur, low) {
-			break
-		}
-	}
-	c.adv.Advance(time.Unix(0, low))
 }
 
 // kernelStats adds the socket's counters to s.
 func (r *reader) kernelStats(s *Stats) {
-	_, v3, err := r.tp.SocketStats()
+	st, err := r.conn.Stats()
 	if err != nil {
 		return
 	}
-	s.KernelPackets += uint64(v3.Packets())
-	s.Drops += uint64(v3.Drops())
-	s.Freezes += uint64(v3.QueueFreezes())
+	s.KernelPackets += st.Packets
+	s.Drops += st.Drops
 }
 
-func (r *reader) close() { r.tp.Close() }
+func (r *reader) close() { r.conn.Close() }

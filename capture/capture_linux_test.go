@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,63 +15,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/sys/unix"
 
+	"github.com/toad-project/toad/capture/packet"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
+	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/toa"
 )
-
-// sender injects IP packets into an interface with a cooked AF_PACKET
-// socket, as if a peer had sent them.
-type sender struct {
-	fd      int
-	ifindex int
-	dst     net.HardwareAddr
-}
-
-// newSender must run inside the namespace of iface.
-func newSender(iface string, dst net.HardwareAddr) (*sender, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return &sender{fd: fd, ifindex: ifi.Index, dst: dst}, nil
-}
-
-func (s *sender) send(ip []byte) error {
-	proto := uint16(unix.ETH_P_IP)
-	if ip[0]>>4 == 6 {
-		proto = unix.ETH_P_IPV6
-	}
-	sa := &unix.SockaddrLinklayer{Ifindex: s.ifindex, Protocol: htons(proto), Halen: uint8(len(s.dst))}
-	copy(sa.Addr[:], s.dst)
-	return unix.Sendto(s.fd, ip, 0, sa)
-}
-
-func (s *sender) close() { unix.Close(s.fd) }
-
-// onOneCPU runs fn with the calling (locked) thread kept on one CPU, so
-// that the packets fn sends are processed in order.
-func onOneCPU(fn func() error) error {
-	var was, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &was); err != nil {
-		return err
-	}
-	one.Set(0)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &was)
-	return fn()
-}
 
 // collector is a sink that keeps every record and lets a test wait for
 // the ones it expects.
@@ -271,14 +225,14 @@ func openIn(t *testing.T, ns *netnstest.NS, cfg Config, sink Sink) *Capture {
 func sendIn(t *testing.T, ns *netnstest.NS, iface string, dst net.HardwareAddr, packets [][]byte) {
 	t.Helper()
 	err := ns.Do(func() error {
-		return onOneCPU(func() error {
-			s, err := newSender(iface, dst)
+		return inject.OnOneCPU(func() error {
+			s, err := inject.New(iface, dst)
 			if err != nil {
 				return err
 			}
-			defer s.close()
+			defer s.Close()
 			for i, p := range packets {
-				if err := s.send(p); err != nil {
+				if err := s.Send(p); err != nil {
 					return fmt.Errorf("send packet %d: %w", i, err)
 				}
 			}
@@ -309,8 +263,8 @@ func TestLiveVeth(t *testing.T) {
 	if st.Filter != FilterTOA || !st.IgnoreOutgoing || st.Readers != 2 {
 		t.Errorf("filter %v, ignore outgoing %v, %d readers; want %v, true, 2", st.Filter, st.IgnoreOutgoing, st.Readers, FilterTOA)
 	}
-	if st.Drops != 0 || st.Freezes != 0 {
-		t.Errorf("kernel dropped %d packets (%d freezes), want 0", st.Drops, st.Freezes)
+	if st.Drops != 0 {
+		t.Errorf("kernel dropped %d packets, want 0", st.Drops)
 	}
 	if st.Packets != st.KernelPackets || st.Packets != st.Records || st.Records != uint64(len(recs)) {
 		t.Errorf("kernel passed %d packets, readers read %d and made %d records (%d delivered); want all equal",
@@ -468,11 +422,11 @@ func TestLiveCloseUnderLoad(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() {
 		sent <- ns.Do(func() error {
-			s, err := newSender("lo", net.HardwareAddr{0, 0, 0, 0, 0, 0})
+			s, err := inject.New("lo", net.HardwareAddr{0, 0, 0, 0, 0, 0})
 			if err != nil {
 				return err
 			}
-			defer s.close()
+			defer s.Close()
 			tr := connections(1)
 			for {
 				for _, p := range tr.packets {
@@ -481,7 +435,7 @@ func TestLiveCloseUnderLoad(t *testing.T) {
 						return nil
 					default:
 					}
-					if err := s.send(p); err != nil {
+					if err := s.Send(p); err != nil {
 						return err
 					}
 				}
@@ -558,18 +512,18 @@ func TestOpenBadInterface(t *testing.T) {
 // default and large dialect sets, to a real socket.
 func TestKernelAcceptsPrograms(t *testing.T) {
 	privtest.Require(t)
-	tp, err := afpacket.NewTPacket(afpacket.SocketDgram, afpacket.OptProtocol(0), afpacket.OptNumBlocks(1))
+	conn, err := packet.Open(packet.Config{RingSize: 4096, BlockSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tp.Close()
+	defer conn.Close()
 	for _, set := range programTestSets(t, "all") {
 		for _, f := range []Filter{FilterTOA, FilterTCP, FilterDirection} {
 			prog, err := socketProgram(f, set, 512)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := tp.SetBPF(prog); err != nil {
+			if err := conn.SetBPF(prog); err != nil {
 				t.Errorf("%v with %d dialects (%d instructions): kernel says %v", f, len(set.Dialects()), len(prog), err)
 			}
 		}
@@ -633,122 +587,92 @@ func TestLiveTun(t *testing.T) {
 	}
 }
 
-// markSink is a collector that is also an Advancer. It checks, as they
-// come, that the watermark never runs ahead of the clock and never passes
-// a record before the record is delivered.
-type markSink struct {
-	*collector
-	mu       sync.Mutex
-	mark     time.Time
-	advances int
-	wrong    []string
-	moved    chan struct{}
-}
-
-func newMarkSink() *markSink {
-	return &markSink{collector: newCollector(), moved: make(chan struct{}, 1)}
-}
-
-func (s *markSink) Observe(r *decode.Record) {
-	s.mu.Lock()
-	if r.Time.Before(s.mark) {
-		s.wrong = append(s.wrong, fmt.Sprintf("%v->%v seq %d stamped %v, delivered after the watermark %v",
-			r.Peer, r.Local, r.Seq, r.Time.Format(time.StampNano), s.mark.Format(time.StampNano)))
-	}
-	s.mu.Unlock()
-	s.collector.Observe(r)
-}
-
-func (s *markSink) Advance(w time.Time) {
-	now := time.Now()
-	s.mu.Lock()
-	switch {
-	case w.After(now):
-		s.wrong = append(s.wrong, fmt.Sprintf("watermark %v reported at %v, ahead of the clock", w.Format(time.StampNano), now.Format(time.StampNano)))
-	case !w.After(s.mark):
-		s.wrong = append(s.wrong, fmt.Sprintf("watermark %v reported after %v, not higher", w.Format(time.StampNano), s.mark.Format(time.StampNano)))
-	}
-	s.mark = w
-	s.advances++
-	s.mu.Unlock()
-	select {
-	case s.moved <- struct{}{}:
-	default:
-	}
-}
-
-// waitMark waits until the watermark reaches at, or fails t at the
-// deadline.
-func (s *markSink) waitMark(t *testing.T, what string, at time.Time) {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		m := s.mark
-		s.mu.Unlock()
-		if !m.Before(at) {
-			return
-		}
-		select {
-		case <-s.moved:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for the watermark to reach %s (%v): it is at %v", what, at.Format(time.StampNano), m.Format(time.StampNano))
-		}
-	}
-}
-
-// TestLiveWatermark: a capture with two readers reports its watermark to
-// an Advancer sink: it rises on an idle ring, and past each burst of
-// packets once they are delivered; it never runs ahead of the clock, and
-// no packet stamped before it is delivered after it.
-func TestLiveWatermark(t *testing.T) {
+// TestLiveSync: once accept() has returned a TCP connection, Sync on a
+// capture with two readers returns only after the connection's SYN has
+// reached the sink, however soon after the accept it is called; with
+// nothing outstanding it does not wait.
+func TestLiveSync(t *testing.T) {
 	privtest.Require(t, "ip")
-	a, b := vethPair(t)
-	sink := newMarkSink()
-	c := openIn(t, a, Config{Interface: "veth-a", Readers: 2}, sink)
-
-	idle := time.Now()
-	sink.waitMark(t, "the time the capture opened, on an idle ring", idle)
-
-	const bursts, perBurst = 10, 20
-	port := uint16(30000)
-	for i := range bursts {
-		// Each burst lands at another point of the readers' poll cycles,
-		// which restart when the previous burst has been read.
-		time.Sleep(time.Duration(i) * pollTimeout / bursts)
-		var packets [][]byte
-		for range perBurst {
-			port++
-			seg := craft.Segment{Src: netip.AddrPortFrom(proxy4.Addr(), port), Dst: server4, Flags: decode.SYN, Seq: uint32(port)}
-			packets = append(packets, seg.IP())
-		}
-		sendIn(t, b, "veth-b", macA, packets)
-		sent := time.Now()
-		recs := sink.waitFor(t, fmt.Sprintf("burst %d", i), func(recs []decode.Record) bool { return len(recs) >= (i+1)*perBurst })
-		last := recs[0].Time
-		for _, r := range recs {
-			if r.Time.After(last) {
-				last = r.Time
+	ns := netnstest.New(t, "capture")
+	sink := newCollector()
+	c := openIn(t, ns, Config{Interface: "lo", Readers: 2}, sink)
+	var ln net.Listener
+	if err := ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	syns := func(from netip.AddrPort) int {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		n := 0
+		for _, r := range sink.records {
+			if r.Peer == from && r.Flags&(decode.SYN|decode.ACK) == decode.SYN {
+				n++
 			}
 		}
-		sink.waitMark(t, fmt.Sprintf("the last packet of burst %d", i), last)
-		sink.waitMark(t, fmt.Sprintf("the end of burst %d, the ring idle again", i), sent)
+		return n
+	}
+	const conns = 200
+	for i := range conns {
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			a, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- a
+		}()
+		var client net.Conn
+		if err := ns.Do(func() (err error) {
+			client, err = net.Dial("tcp4", ln.Addr().String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a, ok := <-accepted
+		if !ok {
+			t.Fatal("accept failed")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := c.Sync(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("connection %d: Sync: %v", i, err)
+		}
+		from := client.LocalAddr().(*net.TCPAddr).AddrPort()
+		if n := syns(from); n != 1 {
+			t.Fatalf("connection %d accepted and Sync returned: the sink holds %d SYNs from %v, want 1", i, n, from)
+		}
+		client.Close()
+		a.Close()
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	for i, w := range sink.wrong {
-		if i == 10 {
-			t.Errorf("and %d more", len(sink.wrong)-10)
-			break
+	if err := c.Sync(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Errorf("Sync after Close returned %v, want ErrStopped", err)
+	}
+	if st := c.Stats(); st.Drops != 0 || st.Packets != st.KernelPackets {
+		t.Errorf("kernel passed %d packets, dropped %d; readers read %d: want all read, none dropped", st.KernelPackets, st.Drops, st.Packets)
+	}
+}
+
+// TestLiveSyncAllocs: with nothing outstanding, Sync (what every lookup of
+// an unknown connection costs) allocates nothing.
+func TestLiveSyncAllocs(t *testing.T) {
+	privtest.Require(t, "ip")
+	ns := netnstest.New(t, "capture")
+	c := openIn(t, ns, Config{Interface: "lo", Readers: 2}, newCollector())
+	ctx := context.Background()
+	if a := testing.AllocsPerRun(1000, func() {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
 		}
-		t.Error(w)
+	}); a != 0 {
+		t.Errorf("Sync: %.1f allocations, want 0", a)
 	}
-	if st := c.Stats(); st.Records != bursts*perBurst || st.Drops != 0 {
-		t.Errorf("got %d records, %d drops; want %d, 0", st.Records, st.Drops, bursts*perBurst)
-	}
-	t.Logf("%d records, %d watermark advances", bursts*perBurst, sink.advances)
 }

@@ -2,20 +2,20 @@
 // network or from a capture file.
 //
 // Open captures live on Linux: a cooked (SOCK_DGRAM) AF_PACKET socket per
-// reader, so every interface type (Ethernet, veth, VLAN, loopback, tun)
-// delivers bare IP packets; a TPACKET_V3 ring; and a classic BPF program,
-// built from the enabled TOA dialects, that keeps everything but TOA
-// carriers and SYN, FIN and RST segments in the kernel (see Program). Only
-// packets the host receives count: on loopback each packet passes twice,
-// and what the host sends never carries a TOA. Elsewhere Open returns an
-// error wrapping errors.ErrUnsupported.
+// reader (package packet), so every interface type (Ethernet, veth, VLAN,
+// loopback, tun) delivers bare IP packets; a TPACKET_V2 ring, whose
+// reader the kernel wakes for each packet and which sleeps, with no
+// timeout, while none comes; and a classic BPF program, built from the
+// enabled TOA dialects, that keeps everything but TOA carriers and SYN,
+// FIN and RST segments in the kernel (see Program). Only packets the host
+// receives count: on loopback each packet passes twice, and what the host
+// sends never carries a TOA. Elsewhere Open returns an error wrapping
+// errors.ErrUnsupported.
 //
-// A live capture also keeps a watermark for sinks that are Advancers: the
-// time before which every packet the kernel put in its rings has been
-// handed to the sink. It follows the kernel time of the packets delivered
-// and, on an idle ring, rises every 10ms to BlockTimeout+10ms behind the
-// clock, so that a lookup can wait for the capture to catch up with the
-// moment it was made.
+// Sync tells a lookup when the sink has seen every packet the host
+// received before the lookup was made: the sockets count the packets the
+// kernel gave them, the readers those they handed over, and Sync waits
+// for the second to reach the first, read when it was called.
 //
 // Replay reads pcap and pcapng files, stamping each record with its
 // capture time, so a Sink whose clock follows the records behaves as it

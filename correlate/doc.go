@@ -14,8 +14,9 @@
 // A Table is safe for concurrent use. It has no goroutines: segments carry
 // its clock and the owner calls Expire. Its zero value is not usable; call
 // New. Lookups may wait for a key not yet present (a TOA that arrives with
-// the handshake's last ACK), woken by the insert of that key alone. With
-// Config.Barrier, lookups that find a closing entry wait for the source's
-// watermark (Advance) to pass the moment of the call, since a proxy may
-// have reused the key for a connection the source has not delivered yet.
+// the handshake's last ACK). With Config.Barrier they ask the table's
+// Source instead whether it has delivered every segment received before
+// the call, since the TOA may be on its way and a proxy may have reused a
+// closing entry's key for a connection not delivered yet; once it has,
+// they answer at once, an absent key with ErrNotFound.
 package correlate

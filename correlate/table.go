@@ -47,20 +47,21 @@ type Config struct {
 	// Trusted are the proxy ranges whose TOAs are believed. Empty means
 	// every peer is trusted, which Stats.AllTrusted reports.
 	Trusted []netip.Prefix
-	// Barrier makes lookups of closing entries wait for the source to
-	// catch up with them. Proxies reuse their ports, so a closing entry's
-	// key may already belong to a new connection whose SYN the source has
-	// not delivered yet. With Barrier, a Lookup with a wait that finds a
-	// closing entry first waits, within its wait, until the source has
-	// delivered every segment received before the call (see Advance), then
-	// reads the key again; when the wait runs out first it answers
-	// ErrNotFound, never the closing entry, and counts the lookup in
-	// Stats.LookupsStale. Lookups without a wait, and lookups that find an
-	// open entry, answer at once as without Barrier. The source must call
-	// Advance as it goes (capture.Open does for a sink that has the
-	// method) or Seal once it is complete; until then no waiting lookup is
-	// answered with a closing entry. Off (the default), lookups answer
-	// what the table holds: right for a table fed directly or by a replay.
+	// Barrier makes lookups learn from the table's source (see Attach)
+	// whether the table has caught up with them, rather than wait for a
+	// key on the chance that it comes. A Lookup with a wait that does not
+	// find an open entry asks the source to catch up with the moment of
+	// the call (Source.Sync), then answers what the key holds: the entry
+	// (a closing one too: it is then the key's current connection), or,
+	// with none, ErrNotFound at once, without waiting out its wait. Should
+	// the source not catch up within the wait, it answers ErrNotFound,
+	// never a closing entry, which may be a previous connection's on a key
+	// its proxy has reused. Until a source is attached, lookups wait for
+	// their key as without Barrier, and answer a closing entry never.
+	// Lookups without a wait, and lookups that find an open entry, answer
+	// at once as without Barrier. Off (the default), lookups answer what
+	// the table holds, or wait for their key: right for a table fed
+	// directly or by a replay.
 	Barrier bool
 }
 
@@ -82,11 +83,11 @@ type Table struct {
 	untrusted atomic.Uint64
 	closed    atomic.Bool
 
-	barrier bool
-	mark    atomic.Int64 // the watermark, Unix nanoseconds; noTime before the first Advance
-	nMarkW  atomic.Int64 // lookups waiting for the watermark
-	markMu  sync.Mutex
-	markW   markHeap // lookups waiting for the watermark, earliest first
+	barrier  bool
+	src      atomic.Pointer[Source]
+	closing  context.Context // done once Close starts
+	closeCtx context.CancelFunc
+	attachState
 
 	subsMu sync.Mutex
 	subs   atomic.Pointer[[]*Subscription] // nil when there are none
@@ -129,7 +130,8 @@ func New(cfg Config) (*Table, error) {
 		idle:    int64(cfg.IdleTimeout),
 		barrier: cfg.Barrier,
 	}
-	t.mark.Store(noTime)
+	t.attached = make(chan struct{})
+	t.closing, t.closeCtx = context.WithCancel(context.Background())
 	for i, p := range cfg.Trusted {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("invalid Config.Trusted[%d] %v: want a CIDR such as 192.0.2.0/24", i, p)
@@ -538,19 +540,15 @@ func (s *shard) read(e *Entry, p *pkey, h uint32, k *Key) uint32 {
 }
 
 // Lookup returns k's entry. With wait 0 it answers at once with what the
-// table holds; otherwise it waits up to wait for the key to be inserted,
-// woken by that insert alone. A key still absent yields ErrNotFound (with
-// ErrClosed when the table is closed); ctx ending first yields ctx.Err().
+// table holds; otherwise it may wait up to wait: without Config.Barrier,
+// for the key to be inserted, woken by that insert alone; with it, for the
+// source to catch up with the call (see Config.Barrier), after which it
+// answers at once. A key still absent yields ErrNotFound (with ErrClosed
+// when the table is closed); ctx ending first yields ctx.Err().
 //
-// With Config.Barrier, a lookup with a wait that finds a closing entry
-// first waits for the watermark to reach the time of the call (see
-// Advance), then answers what the key holds then: the closing entry, a new
-// connection's entry, or, the key now absent, what the rest of the wait
-// brings. If the wait ends before the watermark gets there, it answers
-// ErrNotFound rather than a client that may be an earlier connection's.
-// An open entry is answered at once: a SYN that starts a new connection on
-// its key replaces it, but only once the source delivers that SYN, so a
-// lookup racing the capture of a reused key whose previous connection's
+// An open entry is answered at once: a SYN that starts a new connection
+// on its key replaces it, but only once the source delivers that SYN, so
+// a lookup racing the capture of a reused key whose previous connection's
 // FIN or RST the capture never saw still gets the previous client.
 //
 // Each call is counted in Stats as answered, not found, timed out (stale
@@ -563,20 +561,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	s := t.shardOf(h)
 	var e Entry
 	ref := s.read(&e, &p, h32, &k)
-	// With the barrier, a closing entry's key may be a new connection's
-	// by now: behind, until the watermark passes the call.
-	behind := ref != 0 && wait > 0 && t.barrier && e.State == StateClosing
-	var at int64
-	if behind {
-		at = time.Now().UnixNano()
-		if t.mark.Load() >= at {
-			// It had passed already: read again what it covers.
-			e = Entry{}
-			ref = s.read(&e, &p, h32, &k)
-			behind = false
-		}
-	}
-	if ref != 0 && !behind {
+	if ref != 0 && (!t.barrier || wait <= 0 || e.State == StateOpen) {
 		s.look.ok.Add(1)
 		return e, nil
 	}
@@ -588,21 +573,30 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 		s.look.canceled.Add(1)
 		return Entry{}, err
 	}
+	closing := ref != 0 // with the barrier, not answered before the source catches up
+	if t.barrier {
+		if src := t.source(); src != nil {
+			return t.syncLookup(ctx, src, s, &p, h32, &k, wait, closing)
+		}
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	if behind {
-		switch err := t.awaitMark(ctx, at, timer.C); {
-		case err == nil:
-		case errors.Is(err, errStale):
+	var attached <-chan struct{}
+	if t.barrier {
+		attached = t.attached // a source attached meanwhile takes over
+	}
+	start := time.Now()
+	if closing {
+		select {
+		case <-attached:
+			return t.syncLookup(ctx, t.source(), s, &p, h32, &k, wait-time.Since(start), true)
+		case <-timer.C:
 			s.look.timedOut.Add(1)
 			s.look.stale.Add(1)
 			return Entry{}, ErrNotFound
-		case errors.Is(err, ErrClosed):
-			s.look.notFound.Add(1)
-			return Entry{}, err
-		default:
+		case <-ctx.Done():
 			s.look.canceled.Add(1)
-			return Entry{}, err
+			return Entry{}, ctx.Err()
 		}
 	}
 	w := &waiter{}
@@ -623,9 +617,12 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 		s.addWaiter(k, w)
 		s.mu.Unlock()
 
+		syncNow := false
 		select {
 		case <-w.ch:
 			continue
+		case <-attached:
+			syncNow = true
 		case <-timer.C:
 		case <-ctx.Done():
 		}
@@ -637,16 +634,80 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 		}
 		s.mu.Unlock()
 		switch {
-		case ref != 0:
+		case ref != 0 && (e.State == StateOpen || !t.barrier):
 			s.look.ok.Add(1)
 			return e, nil
 		case ctx.Err() != nil:
 			s.look.canceled.Add(1)
 			return Entry{}, ctx.Err()
+		case syncNow:
+			return t.syncLookup(ctx, t.source(), s, &p, h32, &k, wait-time.Since(start), ref != 0)
 		}
 		s.look.timedOut.Add(1)
+		if ref != 0 {
+			s.look.stale.Add(1)
+		}
 		return Entry{}, ErrNotFound
 	}
+}
+
+// noWait is a context that has ended: a Sync given it answers only what
+// it knows without waiting.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// syncLookup is a Lookup with the barrier and a source: it waits up to
+// wait for src to catch up with the call, then answers what the key
+// holds. closing reports that the key held a closing entry at the call.
+func (t *Table) syncLookup(ctx context.Context, src Source, s *shard, p *pkey, h32 uint32, k *Key, wait time.Duration, closing bool) (Entry, error) {
+	// First without waiting, which costs no context when the source is
+	// caught up already, as it mostly is.
+	err := src.Sync(noWait)
+	switch {
+	case err == nil:
+	case !errors.Is(err, context.Canceled):
+		// The source cannot tell, waiting or not.
+	case wait <= 0:
+		err = context.DeadlineExceeded
+	default:
+		sctx, cancel := context.WithTimeout(ctx, wait)
+		stop := context.AfterFunc(t.closing, cancel) // Close releases the lookup
+		err = src.Sync(sctx)
+		stop()
+		cancel()
+	}
+	if t.closed.Load() {
+		s.look.notFound.Add(1)
+		return Entry{}, errClosedNotFound
+	}
+	var e Entry
+	ref := s.read(&e, p, h32, k)
+	switch {
+	case err == nil && ref != 0:
+		s.look.ok.Add(1)
+		return e, nil
+	case err == nil:
+		s.look.notFound.Add(1)
+		return Entry{}, ErrNotFound
+	case ref != 0 && e.State == StateOpen:
+		// The source did not catch up, but the key's handshake came.
+		s.look.ok.Add(1)
+		return e, nil
+	case ctx.Err() != nil:
+		s.look.canceled.Add(1)
+		return Entry{}, ctx.Err()
+	}
+	// The source could not say in time, or at all: a closing entry may be
+	// an earlier connection's, and an absent key's handshake may be on its
+	// way.
+	s.look.timedOut.Add(1)
+	if closing || ref != 0 {
+		s.look.stale.Add(1)
+	}
+	return Entry{}, ErrNotFound
 }
 
 // Expire removes the closing entries whose linger ended by now, and, with
@@ -744,13 +805,19 @@ type Stats struct {
 	// here; it is the early sign of a proxy sending no TOA at all.
 	SYNsWithoutTOA uint64
 
-	LookupsOK       uint64 // lookups answered
-	LookupsNotFound uint64 // lookups without waiting for a key not held (or on a closed table)
-	LookupsTimedOut uint64 // lookups whose wait ended without the key
+	LookupsOK uint64 // lookups answered
+	// LookupsNotFound counts lookups that answered ErrNotFound at once for
+	// a key the table does not hold: without a wait, once the source had
+	// caught up with the call (Config.Barrier), or on a closed table.
+	LookupsNotFound uint64
+	// LookupsTimedOut counts lookups whose wait ended without an answer:
+	// without Config.Barrier, the key never came; with it, the source did
+	// not catch up with the call in time (or had none attached, or had
+	// stopped).
+	LookupsTimedOut uint64
 	LookupsCanceled uint64 // lookups whose context ended first
 	// LookupsStale counts those of LookupsTimedOut that found a closing
-	// entry and whose wait ended before the source had caught up with
-	// the call (Config.Barrier): answered not found, since the key may
+	// entry (Config.Barrier): answered not found, since the key may
 	// already be a new connection's.
 	LookupsStale uint64
 
@@ -813,12 +880,13 @@ func (t *Table) Stats() Stats {
 }
 
 // Close ends every subscription and releases every waiting lookup, which
-// returns ErrNotFound and ErrClosed. The table still answers Get, Lookup
-// without waiting, Observe and Advance afterwards. Close is idempotent.
+// returns ErrNotFound and ErrClosed. The table still answers
+// Get, Lookup without waiting and Observe afterwards. Close is idempotent.
 func (t *Table) Close() {
 	if !t.closed.CompareAndSwap(false, true) {
 		return
 	}
+	t.closeCtx()
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
@@ -830,7 +898,6 @@ func (t *Table) Close() {
 		s.waiters = nil
 		s.mu.Unlock()
 	}
-	t.releaseMarkWaiters()
 	t.subsMu.Lock()
 	subs := t.subs.Swap(nil)
 	t.subsMu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,9 +62,9 @@ const (
 	// connTimeout bounds a client connection's dial, and each connection's
 	// whole life at the origin.
 	connTimeout = time.Minute
-	// lookupWait is how long the origin's lookups wait for a handshake
-	// toad has not seen yet. Connections toad must not know (the
-	// attacker's) take that long to be answered.
+	// lookupWait is how long the origin's lookups may wait for toad's
+	// capture to catch up with them; connections toad does not know (the
+	// attacker's) are answered as soon as it has.
 	lookupWait = 3 * time.Second
 	// collectTimeout bounds the wait for the origin's answers.
 	collectTimeout = 30 * time.Second
@@ -217,6 +218,14 @@ type answer struct {
 	latency time.Duration
 	// proto is a failure of the conversation itself.
 	proto error
+	// With an echo server beside toad (origin.withEcho), the origin also
+	// calls it once per connection, before asking toad on every other
+	// connection (echoFirst), after it on the others. echoLatency runs
+	// from accept's return to the echo's answer when echoFirst; latency
+	// then includes it and measures nothing.
+	echoFirst   bool
+	echoLatency time.Duration
+	echoErr     error
 }
 
 // origin is the application: a Go TCP server whose listener is wrapped by
@@ -225,6 +234,8 @@ type answer struct {
 // "hello <ip:port>", answers "you are <RemoteAddr>", reports an answer,
 // and holds the connection until the client closes it.
 type origin struct {
+	echo    atomic.Pointer[echoClient]
+	calls   atomic.Uint64
 	ln      net.Listener
 	answers chan answer
 	stop    chan struct{}
@@ -291,14 +302,22 @@ func (o *origin) serve(c net.Conn, accepted time.Time) {
 		}
 	}()
 	tc := c.(*client.Conn)
-	said := c.RemoteAddr()
-	a := answer{
-		latency: time.Since(accepted),
-		err:     tc.LookupErr(),
-		said:    addrPort(said),
-		peer:    addrPort(tc.ProxyAddr()),
-		local:   addrPort(c.LocalAddr()),
+	var a answer
+	echo := o.echo.Load()
+	if echo != nil && o.calls.Add(1)%2 == 0 {
+		a.echoFirst = true
+		a.echoErr = echo.call()
+		a.echoLatency = time.Since(accepted)
 	}
+	said := c.RemoteAddr()
+	a.latency = time.Since(accepted)
+	if echo != nil && !a.echoFirst {
+		a.echoErr = echo.call()
+	}
+	a.err = tc.LookupErr()
+	a.said = addrPort(said)
+	a.peer = addrPort(tc.ProxyAddr())
+	a.local = addrPort(c.LocalAddr())
 	c.SetDeadline(time.Now().Add(connTimeout))
 	r := bufio.NewReader(c)
 	a.proto = func() error {

@@ -2,10 +2,12 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,8 +199,8 @@ func TestEndToEnd(t *testing.T) {
 		} else {
 			t.Logf("toad counted %d untrusted TOAs from %d forged connections", got, forged)
 		}
-		// The attacker's connections wait out the lookup's wait: the time
-		// to open them all measures nothing.
+		// The attacker's connections are answered not found as soon as
+		// the capture has caught up; the proxied ones are measured.
 		var lat []time.Duration
 		for _, a := range byPeer[proxyAddr4] {
 			lat = append(lat, a.latency)
@@ -294,11 +296,10 @@ func TestEndToEnd(t *testing.T) {
 // connection of a second run has the 4-tuple of one of a first run's,
 // which toad still holds as closing (it answers those for --linger). The
 // second run's connections come a few at a time, so the origin's lookup
-// right after accept reaches toad before the capture has delivered the
-// new handshake (the ring hands over its blocks every 2 ms). A lookup that
-// finds a closing entry waits for the capture to catch up with the moment
-// of the call, so every connection gets its own client, never the
-// previous one on its 4-tuple.
+// right after accept may reach toad before its capture has handed over the
+// new handshake. A lookup that finds a closing entry waits for the capture
+// to catch up with the moment of the call, so every connection gets its
+// own client, never the previous one on its 4-tuple.
 func TestProxyPortReuse(t *testing.T) {
 	privtest.Require(t, "ip")
 	b := newBed(t)
@@ -346,54 +347,62 @@ func TestProxyPortReuse(t *testing.T) {
 }
 
 // BenchmarkConnections measures connections through the testbed with toad
-// resolving each at the origin. Every iteration opens batch connections at
-// once, spread over the client namespaces, through the proxy, each through
-// one round trip, and closes them. The TOA rides in the SYN (200/8), known
-// to toad before accept returns, or in the final ACK and early data only
-// (254/8, DPVS), which the lookup must wait for. It reports connections per
-// second, the latency from accept to the real client (p50, p99), and
-// toad's CPU per thousand connections.
+// resolving each at the origin, beside a bare gRPC echo server (a process
+// of its own, on a unix socket as toad's) that the origin calls once per
+// connection too: right after accept on every other connection, after
+// asking toad on the others. The proxy is the toad-proxy command, a process
+// of its own. Every iteration opens batch connections at once, spread over
+// the client namespaces, each through one round trip, and closes them. The
+// TOA rides in the SYN (200/8), known to toad before accept returns, or in
+// the final ACK and early data only (254/8, DPVS), or nowhere (the proxy
+// inserts none, and toad answers not found).
+//
+// It reports connections per second; the latency from accept to toad's
+// answer (p50, p99) on the connections that asked toad first, and from
+// accept to the echo's on the others, and their ratio; CPU time per
+// connection of toad and of the echo server (one call each); and the share
+// of a core that toad, the proxy and this process (clients and origin)
+// used, which names what limits the rate.
+//
+//	go test -run '^$' -bench BenchmarkConnections -benchtime 2s ./e2e/
 func BenchmarkConnections(b *testing.B) {
 	bd := newBed(b)
+	echo := startEcho(b, bd)
+	bd.srv4.withEcho(echo)
+	proxyBin := testbed.BuildCommand(b, "github.com/toad-project/toad/cmd/toad-proxy")
 	// Tens of thousands of connections leave as many client sockets in
 	// TIME_WAIT: let connect() pick ports past them.
 	for _, ns := range bd.clients {
 		ns.Sysctl(b, "net.ipv4.ip_local_port_range", "1024 65535")
 		ns.Sysctl(b, "net.ipv4.tcp_tw_reuse", "1")
 	}
-	// Each proxy has its own half of the ports: a 4-tuple that comes back
+	// Each proxy has its own third of the ports: a 4-tuple that comes back
 	// within toad's linger is TestProxyPortReuse's business, not this
-	// benchmark's. At a few thousand connections per second, -benchtime
-	// past 10s wraps a half.
+	// benchmark's.
+	const share = (65536 - 1024) / 3
 	for i, p := range []struct {
-		name      string
-		dialect   toa.Dialect
-		placement fullnat.Placement
+		name, toa, placement string
 	}{
-		{"syn", toa.Kind200V4, fullnat.SYN},
-		{"dpvs", toa.Kind254V4, fullnat.DPVS},
+		{"syn", "200/8", "syn"},
+		{"dpvs", "254/8", "ack+data"},
+		{"notoa", "none", "syn"},
 	} {
 		b.Run(p.name, func(b *testing.B) {
-			testbed.Proxy(b, bd.proxy, fullnat.Config{
-				VIPs:       []netip.AddrPort{vip4},
-				Origin:     origin4,
-				ProxyAddr4: proxyAddr4,
-				TOA4:       fullnat.Option{Dialect: p.dialect},
-				Placement:  p.placement,
-				PortMin:    uint16(1024 + i*32256),
-				PortMax:    uint16(1024 + (i+1)*32256 - 1),
-				Device:     fmt.Sprintf("toadp%d", i),
-			})
+			lo := 1024 + i*share
+			proxy := testbed.Start(b, bd.proxy, "toad-proxy", proxyBin, "proxying",
+				"-vip", vip4.String(), "-origin", origin4.String(), "-proxy-addr", proxyAddr4.String(),
+				"-toa", p.toa, "-toa6", "none", "-placement", p.placement,
+				"-ports", fmt.Sprintf("%d-%d", lo, lo+share-1), "-device", fmt.Sprintf("toadp%d", i))
 			for _, batch := range []int{1, 30} {
 				b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-					benchConnections(b, bd, batch)
+					benchConnections(b, bd, echo, proxy, batch, p.toa != "none")
 				})
 			}
 		})
 	}
 }
 
-func benchConnections(b *testing.B, bd *bed, batch int) {
+func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Process, batch int, withTOA bool) {
 	var ds []dialer
 	for k, d := range bd.clientDialers(vip4, 0) {
 		d.n = batch / nClients
@@ -402,23 +411,61 @@ func benchConnections(b *testing.B, bd *bed, batch int) {
 		}
 		ds = append(ds, d)
 	}
-	var lat []time.Duration
+	var lat, echoLat []time.Duration
 	n := 0
-	cpu := bd.cpu(b)
+	cpu := func(p *testbed.Process) time.Duration {
+		d, err := p.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	toad0, echo0, proxy0, self0 := cpu(bd.toad), cpu(echo.proc), cpu(proxy), selfCPU()
 	for b.Loop() {
 		conns, _ := open(b, ds)
 		for _, a := range bd.srv4.collect(b, len(conns)) {
-			if a.proto != nil || a.err != nil || a.said != a.claimed {
-				b.Fatalf("client %v: RemoteAddr said %v, lookup error %v, conversation %v", a.claimed, a.said, a.err, a.proto)
+			want, wantErr := a.claimed, error(nil)
+			if !withTOA {
+				want, wantErr = a.peer, client.ErrNotFound
 			}
-			lat = append(lat, a.latency)
+			if a.proto != nil || a.echoErr != nil || !errors.Is(a.err, wantErr) || a.said != want {
+				b.Fatalf("client %v: RemoteAddr said %v, lookup error %v, echo error %v, conversation %v; want %v, %v",
+					a.claimed, a.said, a.err, a.echoErr, a.proto, want, wantErr)
+			}
+			if a.echoFirst {
+				echoLat = append(echoLat, a.echoLatency)
+			} else {
+				lat = append(lat, a.latency)
+			}
 		}
 		finish(b, bd.srv4, conns)
 		n += len(conns)
 	}
-	used := bd.cpu(b) - cpu
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "conns/s")
-	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
-	b.ReportMetric(ms(used)*1000/float64(n), "toad-cpu-ms/1000conns")
+	elapsed := b.Elapsed()
+	toadCPU, echoCPU, proxyCPU, selfUsed := cpu(bd.toad)-toad0, cpu(echo.proc)-echo0, cpu(proxy)-proxy0, selfCPU()-self0
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	share := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "conns/s")
+	p50, echo50 := percentile(lat, 50), percentile(echoLat, 50)
+	b.ReportMetric(us(p50), "p50-µs")
+	b.ReportMetric(us(percentile(lat, 99)), "p99-µs")
+	b.ReportMetric(us(echo50), "echo-p50-µs")
+	b.ReportMetric(us(percentile(echoLat, 99)), "echo-p99-µs")
+	if echo50 > 0 {
+		b.ReportMetric(float64(p50)/float64(echo50), "p50/echo")
+	}
+	b.ReportMetric(us(toadCPU)/float64(n), "toad-cpu-µs/conn")
+	b.ReportMetric(us(echoCPU)/float64(n), "echo-cpu-µs/call")
+	b.ReportMetric(share(toadCPU), "toad-cpu-%")
+	b.ReportMetric(share(proxyCPU), "proxy-cpu-%")
+	b.ReportMetric(share(selfUsed), "bench-cpu-%")
+}
+
+// selfCPU is this process's CPU time so far: clients and origin.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

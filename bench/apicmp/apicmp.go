@@ -255,10 +255,10 @@ func (Echo) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, s test
 	return nil
 }
 
-// echoRequest returns an echo request of the size of req asking for a
+// EchoRequest returns an echo request of the size of req asking for a
 // response of the size of resp: the same bytes on the wire, none of the
 // work.
-func echoRequest(req, resp proto.Message) *testgrpc.SimpleRequest {
+func EchoRequest(req, resp proto.Message) *testgrpc.SimpleRequest {
 	size := int32(sized(proto.Size(resp), func(n int) proto.Message {
 		return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, n)}}
 	}))
@@ -370,7 +370,7 @@ func (b *bench) unary(ctx context.Context, callers int) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("unary: %w", err)
 	}
-	ereq := echoRequest(req, resp)
+	ereq := EchoRequest(req, resp)
 	return b.compare(ctx, Result{Case: "unary", Callers: callers, Unit: "calls"}, 1,
 		func(ctx context.Context, i int) error {
 			k := b.keys[i%len(b.keys)]
@@ -394,7 +394,7 @@ func (b *bench) batch(ctx context.Context, callers int) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("batch: %w", err)
 	}
-	ereq := echoRequest(reqs[0], resp)
+	ereq := EchoRequest(reqs[0], resp)
 	return b.compare(ctx, Result{Case: "batch", Callers: callers, Unit: "lookups"}, n,
 		func(ctx context.Context, i int) error {
 			resp, err := b.lookup.BatchLookup(ctx, reqs[i%len(reqs)])

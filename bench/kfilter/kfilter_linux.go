@@ -2,7 +2,6 @@ package kfilter
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/toad-project/toad/bench/replaycmp"
 	"github.com/toad-project/toad/capture"
@@ -21,6 +19,7 @@ import (
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/craft/gen"
+	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/toa"
 )
@@ -214,42 +213,13 @@ func predict(f capture.Filter, in [][]byte) (int, error) {
 // they came from the wire, in order: from one thread kept on one CPU.
 func send(ns *netnstest.NS, iface string, dst net.HardwareAddr, packets [][]byte) error {
 	return ns.Do(func() error {
-		var was, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &was); err != nil {
-			return err
-		}
-		one.Set(0)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &was)
-		ifi, err := net.InterfaceByName(iface)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for i, p := range packets {
-			proto := uint16(unix.ETH_P_IP)
-			if len(p) > 0 && p[0]>>4 == 6 {
-				proto = unix.ETH_P_IPV6
+		return inject.OnOneCPU(func() error {
+			s, err := inject.New(iface, dst)
+			if err != nil {
+				return err
 			}
-			sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(proto), Halen: uint8(len(dst))}
-			copy(sa.Addr[:], dst)
-			if err := unix.Sendto(fd, p, 0, sa); err != nil {
-				return fmt.Errorf("packet %d of %d: %w", i+1, len(packets), err)
-			}
-		}
-		return nil
+			defer s.Close()
+			return s.SendAll(packets, 0)
+		})
 	})
-}
-
-// htons returns v in network byte order, as the socket API wants it.
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
 }

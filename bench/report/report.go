@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/bench/apicmp"
+	"github.com/toad-project/toad/bench/caprate"
+	"github.com/toad-project/toad/bench/connbench"
+	"github.com/toad-project/toad/bench/idlecost"
 	"github.com/toad-project/toad/bench/kfilter"
 	"github.com/toad-project/toad/bench/replaycmp"
 	"github.com/toad-project/toad/bench/tablecmp"
@@ -31,6 +34,10 @@ type Report struct {
 	Tables []Table
 	API    *API
 	Scale  *Scale
+	// The live path: BenchmarkConnections, the capture rate, idle cost.
+	Conns *connbench.Result
+	Rate  *caprate.Result
+	Idle  *idlecost.Result
 	// Chart is the scaling chart's file name, beside RESULTS.md.
 	Chart string
 	// Skipped maps a section's name to why it did not run.
@@ -166,7 +173,7 @@ func (r *Report) Goals() []Goal {
 		}
 		gs = append(gs, g)
 	}
-	return gs
+	return append(gs, r.liveGoals()...)
 }
 
 // exponent fits y = a·N^k to the points by least squares on logs and
@@ -273,6 +280,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	r.writeTables(p)
 	r.writeAPI(p)
 	r.writeScale(p)
+	r.writeConns(p)
+	r.writeRate(p)
+	r.writeIdle(p)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -364,7 +374,7 @@ func (r *Report) writeFilter(p func(string, ...any)) {
 	if r.skipped(p, "kfilter") || f == nil {
 		return
 	}
-	p("Live, in two network namespaces joined by a veth pair: a capture (`capture.Open`, TPACKET_V3 ring) on the server's end, the packets of "+
+	p("Live, in two network namespaces joined by a veth pair: a capture (`capture.Open`, TPACKET_V2 ring) on the server's end, the packets of "+
 		"a generated capture of %s connections in the same mix as above (%.0f%% plain data) sent across as raw IP, those towards the server "+
 		"from the proxies' end and the server's own from its end, then an end marker. \"Reached user space\" is the socket's own counter. "+
 		"\"Predicted\" runs the same filter program over the packets in `golang.org/x/net/bpf`'s VM: equal means the kernel lost nothing. "+

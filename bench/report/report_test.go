@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/bench/apicmp"
+	"github.com/toad-project/toad/bench/caprate"
+	"github.com/toad-project/toad/bench/connbench"
+	"github.com/toad-project/toad/bench/idlecost"
 	"github.com/toad-project/toad/bench/kfilter"
 	"github.com/toad-project/toad/bench/replaycmp"
 	"github.com/toad-project/toad/bench/tablecmp"
@@ -19,7 +22,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // sample is a report of made-up figures: the replay misses its goal
-// against DecodingLayerParser, NewPacket misses a mapping, everything
+// against DecodingLayerParser, NewPacket misses a mapping, the capture
+// rate drops at the sender's fastest but meets its goal paced, everything
 // else meets its goal.
 func sample() *Report {
 	truth := replaycmp.Mappings{N: 950, Sum: 42}
@@ -33,7 +37,7 @@ func sample() *Report {
 	np.Unread, np.UnreadAtomic = 1, 1
 	ts := res(replaycmp.Tshark, 21000, -1, truth)
 	ts.Runs, ts.MaxRSS = 1, 160<<20
-	return &Report{
+	r := &Report{
 		Date:    time.Date(2026, 11, 21, 14, 0, 0, 0, time.UTC),
 		Command: "make bench    # go run ./bench/cmd/toadbench -out bench",
 		Took:    9 * time.Minute,
@@ -69,9 +73,32 @@ func sample() *Report {
 			{Conns: 100_000, Packets: 890_000, DataSegments: 2, Runs: 3, Replay: 100 * time.Millisecond, TableBytes: 13 << 20, Entries: 94_000, Agrees: true, Generated: 10 * time.Second},
 			{Conns: 1_000_000, Packets: 8_900_000, DataSegments: 2, Runs: 1, Replay: 1100 * time.Millisecond, TableBytes: 90 << 20, Entries: 940_000, Agrees: true, Generated: 100 * time.Second},
 		}},
+		Conns: &connbench.Result{Config: connbench.Config{Bench: ".", Benchtime: "3s"}, Cases: []connbench.Case{
+			liveCase("syn/batch=1", 80, 60, 400, 45, 60, 1200, 20, 15, 30),
+			liveCase("dpvs/batch=1", 95, 60, 600, 48, 60, 1100, 22, 15, 30),
+			liveCase("notoa/batch=1", 85, 60, 450, 40, 60, 1200, 18, 15, 30),
+			liveCase("dpvs/batch=30", 2500, 2400, 9000, 30, 25, 2300, 40, 70, 60),
+		}},
+		Rate: &caprate.Result{Config: caprate.Config{Packets: 1_000_000, Readers: 1, Steps: 5}, Trials: []caprate.Trial{
+			{Sent: 1_000_000, Took: 2500 * time.Millisecond, Drops: 1200, Entries: 998_800, CPU: 4 * time.Second, Sender: 2 * time.Second},
+			{Target: 320_000, Sent: 1_000_000, Took: 3200 * time.Millisecond, Entries: 1_000_000, CPU: 4 * time.Second, Sender: 2 * time.Second},
+		}},
+		Idle:    &idlecost.Result{Duration: time.Minute, Settle: 5 * time.Second, CPU: 10 * time.Millisecond, Switches: 3, Threads: 8},
 		Chart:   "scaling.svg",
 		Skipped: map[string]string{},
 	}
+	r.Rate.Best = &r.Rate.Trials[1]
+	return r
+}
+
+// liveCase is a BenchmarkConnections case with its figures: latencies in
+// µs, CPU per connection in µs, the shares of a core in percent.
+func liveCase(name string, p50, echo50, p99, toadCPU, echoCPU, rate, toadShare, proxyShare, benchShare float64) connbench.Case {
+	return connbench.Case{Name: name, Iterations: 1000, Metrics: map[string]float64{
+		"p50-µs": p50, "echo-p50-µs": echo50, "p50/echo": p50 / echo50, "p99-µs": p99, "echo-p99-µs": p99 * 0.9,
+		"toad-cpu-µs/conn": toadCPU, "echo-cpu-µs/call": echoCPU, "conns/s": rate,
+		"toad-cpu-%": toadShare, "proxy-cpu-%": proxyShare, "bench-cpu-%": benchShare,
+	}}
 }
 
 // TestWriteMarkdown compares the report of sample with the golden file;
@@ -110,12 +137,18 @@ func TestGoals(t *testing.T) {
 		}
 	}
 	want := map[string]bool{
-		"replay vs tshark":                       true,
-		"replay vs gopacket DecodingLayerParser": false,
-		"table: entries lost":                    true,
-		"unary Lookup latency":                   true,
-		"BatchLookup throughput":                 true,
-		"growth with connections":                true,
+		"replay vs tshark":                             true,
+		"replay vs gopacket DecodingLayerParser":       false,
+		"table: entries lost":                          true,
+		"unary Lookup latency":                         true,
+		"BatchLookup throughput":                       true,
+		"growth with connections":                      true,
+		"accept → answer, one connection at a time":    true,
+		"toad CPU per connection, one at a time":       true,
+		"a connection without a TOA":                   true,
+		"30 connections at once: what limits the rate": true,
+		"capture rate into the table":                  true,
+		"idle cost":                                    true,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
@@ -137,6 +170,28 @@ func TestGoals(t *testing.T) {
 	}
 	if d := r.Disagreements(); len(d) != 1 || !strings.Contains(d[0], "replay") {
 		t.Errorf("toad missing a mapping: got %q, want one replay disagreement", d)
+	}
+
+	// The live path over its targets: each miss says by how much.
+	r = sample()
+	one := r.Conns.Find("dpvs/batch=1")
+	one.Metrics["p50-µs"], one.Metrics["p50/echo"], one.Metrics["toad-cpu-µs/conn"] = 300, 1.5, 400
+	r.Conns.Find("notoa/batch=1").Metrics["p50-µs"] = 200
+	r.Rate.Best = &r.Rate.Trials[0]
+	r.Rate.Trials[0].Drops, r.Rate.Trials[0].Took, r.Rate.Trials[0].Entries = 0, 4*time.Second, 1_000_000
+	r.Idle.CPU = time.Second
+	for _, g := range r.Goals() {
+		for name, want := range map[string]string{
+			"accept → answer, one connection at a time": "p50 3.00× over 100 µs, while within 1.50× a bare gRPC round trip",
+			"toad CPU per connection, one at a time":    "TOA in the ACK (DPVS): 8.00× over",
+			"a connection without a TOA":                "2.50× slower",
+			"capture rate into the table":               "the sender, whose thread also runs the kernel's receive path",
+			"idle cost":                                 "16.7× over",
+		} {
+			if g.Name == name && (g.Met == nil || *g.Met || !strings.Contains(g.Why, want)) {
+				t.Errorf("%s: got %+v, want missed with %q", name, g, want)
+			}
+		}
 	}
 }
 

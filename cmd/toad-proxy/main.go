@@ -60,6 +60,7 @@ func run(ctx context.Context, cfg fullnat.Config, log *slog.Logger) error {
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) == "0" {
 		log.Info("IP forwarding is off: only clients and origins on this host can use the proxy (sysctl -w net.ipv4.ip_forward=1 to serve others)")
 	}
+	log.Info("proxying", "device", cfg.Device, "vips", cfg.VIPs, "origin", cfg.Origin, "toa", cfg.TOA4.Dialect, "toa6", cfg.TOA6.Dialect)
 	err = f.Run(ctx)
 	st := f.Stats()
 	log.Info("toad-proxy stopped", "conns", st.Conns, "packets", st.Packets, "toas", st.TOAs,

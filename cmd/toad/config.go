@@ -72,9 +72,11 @@ type serveConfig struct {
 	IdleTimeout time.Duration
 	Snapshot    string // "" neither loads nor writes one
 
-	Readers      int
-	RingSize     int
-	BlockSize    int
+	Readers   int
+	RingSize  int
+	BlockSize int
+	// BlockTimeout is the deprecated --block-timeout, ignored: set, it is
+	// warned of at start.
 	BlockTimeout time.Duration
 	SnapLen      int
 	Filter       capture.Filter
@@ -124,7 +126,6 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 		Readers:         1,
 		RingSize:        capture.DefaultRingSize,
 		BlockSize:       capture.DefaultBlockSize,
-		BlockTimeout:    capture.DefaultBlockTimeout,
 		SnapLen:         capture.DefaultSnapLen,
 		LogFormat:       "text",
 		LogLevel:        slog.LevelInfo,
@@ -153,7 +154,7 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 
 	toaFlags(fs, &cfg.Trusted, &cfg.Dialects)
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
-	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for a handshake in flight (0: lookups never wait)")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for the capture to catch up with it (0: lookups never wait)")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "the most `connections` the table holds; past it, closing then the oldest are evicted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "forget an open connection that saw no segment for this long (0: keep it until it closes)")
 	fs.StringVar(&cfg.Snapshot, "snapshot", "", "`file` the table is written to at shutdown and loaded from at start; empty for none")
@@ -164,12 +165,12 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 		cfg.RingSize = n
 		return err
 	})
-	fs.Func("block-size", "the capture ring's block size in `bytes`, a multiple of 4KiB (default 64KiB)", func(s string) error {
+	fs.Func("block-size", "the unit in `bytes` in which the kernel allocates the capture ring, a multiple of 4KiB (default 64KiB)", func(s string) error {
 		n, err := parseSize(s)
 		cfg.BlockSize = n
 		return err
 	})
-	fs.DurationVar(&cfg.BlockTimeout, "block-timeout", cfg.BlockTimeout, "the longest the kernel holds a partly filled block, at least 1ms")
+	fs.DurationVar(&cfg.BlockTimeout, "block-timeout", 0, "deprecated and ignored: the capture hands each packet over as it arrives")
 	fs.IntVar(&cfg.SnapLen, "snap-len", cfg.SnapLen, "`bytes` of each packet captured, 128-65535")
 	fs.Func("filter", "the strongest kernel `filter` to try: toa, tcp, direction or none (default toa)", func(s string) error {
 		f, ok := parseFilter(s)
@@ -273,8 +274,6 @@ func (c *serveConfig) validate() error {
 		return usagef("--block-size %d: want a multiple of 4KiB", c.BlockSize)
 	case c.RingSize < c.BlockSize:
 		return usagef("--ring-size %d is smaller than --block-size %d", c.RingSize, c.BlockSize)
-	case c.BlockTimeout < time.Millisecond:
-		return usagef("--block-timeout %v: want 1ms or more", c.BlockTimeout)
 	case c.SnapLen < 128 || c.SnapLen > 65535:
 		return usagef("--snap-len %d: want 128 to 65535", c.SnapLen)
 	case c.LogFormat != "text" && c.LogFormat != "json":

@@ -93,7 +93,7 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 		Linger:      cfg.Linger,
 		IdleTimeout: cfg.IdleTimeout,
 		Trusted:     cfg.Trusted,
-		Barrier:     true, // the live capture advances it; --pcap seals it
+		Barrier:     true, // the live capture is attached to it; --pcap seals it
 	})
 	if err != nil {
 		return err
@@ -165,6 +165,10 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	if len(cfg.FromEnv) > 0 {
 		log.Info("settings from the environment", "vars", cfg.FromEnv)
 	}
+	if cfg.BlockTimeout != 0 {
+		log.Warn("--block-timeout is deprecated and ignored: the capture hands each packet over as it arrives, with no block to time out; remove the setting",
+			"block_timeout", cfg.BlockTimeout)
+	}
 	if len(cfg.Trusted) == 0 {
 		log.Warn("no --trusted-proxies: believing a TOA from any peer, so anyone who reaches this host directly can forge a client address")
 	}
@@ -216,9 +220,9 @@ func runServe(ctx context.Context, cfg serveConfig, root *slog.Logger) error {
 	stopHK := make(chan struct{})
 	stopHousekeeping := sync.OnceFunc(func() { close(stopHK) })
 	defer stopHousekeeping()
-	if s.kind() == metrics.Live {
+	if l, ok := s.(*live); ok {
 		w := newWarner(root.With("component", "table"), warnEvery)
-		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, w) })
+		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, l.c.Woken, cfg.IdleTimeout > 0, w) })
 	}
 
 	srv.SetServing(true)
@@ -440,19 +444,19 @@ type live struct{ c *capture.Capture }
 
 func liveSource(cfg serveConfig, table *correlate.Table, log *slog.Logger) (*live, error) {
 	c, err := capture.Open(capture.Config{
-		Interface:    cfg.Interface,
-		Dialects:     cfg.Dialects,
-		Readers:      cfg.Readers,
-		RingSize:     cfg.RingSize,
-		BlockSize:    cfg.BlockSize,
-		BlockTimeout: cfg.BlockTimeout,
-		SnapLen:      cfg.SnapLen,
-		Filter:       cfg.Filter,
-		Logger:       log,
+		Interface: cfg.Interface,
+		Dialects:  cfg.Dialects,
+		Readers:   cfg.Readers,
+		RingSize:  cfg.RingSize,
+		BlockSize: cfg.BlockSize,
+		SnapLen:   cfg.SnapLen,
+		Filter:    cfg.Filter,
+		Logger:    log,
 	}, table)
 	if err != nil {
 		return nil, err
 	}
+	table.Attach(c) // lookups learn from the capture when it has caught up with them
 	return &live{c: c}, nil
 }
 
@@ -470,6 +474,5 @@ func captureCounters(st *capture.Stats) map[string]uint64 {
 		"capture_rejected":       st.Rejected(),
 		"capture_kernel_packets": st.KernelPackets,
 		"capture_drops":          st.Drops,
-		"capture_freezes":        st.Freezes,
 	}
 }

@@ -45,6 +45,9 @@ type warner struct {
 	every time.Duration
 	last  []uint64    // each counter at its last warning
 	quiet []time.Time // no warning for the counter before this
+	// held reports that a counter grew during its quiet period at the
+	// last check: a warning is due once the period ends.
+	held bool
 }
 
 func newWarner(log *slog.Logger, every time.Duration) *warner {
@@ -58,9 +61,14 @@ func newWarner(log *slog.Logger, every time.Duration) *warner {
 
 // check warns of the counters that grew, as far as the limit allows.
 func (w *warner) check(now time.Time, ts *correlate.Stats, cs *capture.Stats) {
+	w.held = false
 	for i, cw := range counterWarnings {
 		v := cw.read(ts, cs)
-		if v <= w.last[i] || now.Before(w.quiet[i]) {
+		if v <= w.last[i] {
+			continue
+		}
+		if now.Before(w.quiet[i]) {
+			w.held = true
 			continue
 		}
 		w.log.Warn(cw.msg, cw.key, v-w.last[i], "total", v)
@@ -70,8 +78,12 @@ func (w *warner) check(now time.Time, ts *correlate.Stats, cs *capture.Stats) {
 
 // housekeep runs every tick until stop is closed: it expires the
 // connections whose linger ended, on the wall clock, and warns of the
-// counters that grew.
-func housekeep(stop <-chan struct{}, every time.Duration, table *correlate.Table, captureStats func() capture.Stats, w *warner) {
+// counters that grew. Given woken (a live capture's Woken), it stops
+// ticking while nothing can happen before the next packet: no closing
+// connection to expire, no open one either when an idle timeout may
+// expire them, no warning held back; the capture's next packet wakes it.
+func housekeep(stop <-chan struct{}, every time.Duration, table *correlate.Table, captureStats func() capture.Stats,
+	woken func() <-chan struct{}, idleTimeout bool, w *warner) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -80,6 +92,20 @@ func housekeep(stop <-chan struct{}, every time.Duration, table *correlate.Table
 			table.Expire(now)
 			ts, cs := table.Stats(), captureStats()
 			w.check(now, &ts, &cs)
+			if woken == nil || ts.Closing > 0 || idleTimeout && ts.Entries > 0 || w.held {
+				continue
+			}
+			ch := woken()
+			if captureStats().Packets != cs.Packets {
+				continue // packets came meanwhile
+			}
+			t.Stop()
+			select {
+			case <-ch:
+			case <-stop:
+				return
+			}
+			t.Reset(every)
 		case <-stop:
 			return
 		}

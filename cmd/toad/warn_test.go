@@ -70,7 +70,7 @@ func TestHousekeepWarnings(t *testing.T) {
 		go func() {
 			defer close(done)
 			housekeep(stop, time.Second, tab, func() capture.Stats { return capture.Stats{Drops: drops.Load()} },
-				newWarner(slog.New(rec), time.Minute))
+				nil, false, newWarner(slog.New(rec), time.Minute))
 		}()
 		untrusted := func(n int) {
 			for i := range n {
@@ -136,6 +136,107 @@ func TestHousekeepWarnings(t *testing.T) {
 			t.Error("the closing entry outlived its linger")
 		}
 
+		close(stop)
+		<-done
+	})
+}
+
+// TestHousekeepSleepsWhenIdle: with nothing to expire and no warning held
+// back, housekeeping stops ticking until the capture's next packet, and
+// ticks again after it; a closing connection, an idle timeout with open
+// connections, or a held-back warning keep it ticking.
+func TestHousekeepSleepsWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tab, err := correlate.New(correlate.Config{Linger: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tab.Close()
+		var (
+			looks   atomic.Int64 // calls of captureStats: two per tick that goes to sleep, one otherwise
+			packets atomic.Uint64
+			drops   atomic.Uint64
+			mu      sync.Mutex
+			wake    chan struct{}
+		)
+		stats := func() capture.Stats {
+			looks.Add(1)
+			return capture.Stats{Packets: packets.Load(), Drops: drops.Load()}
+		}
+		woken := func() <-chan struct{} {
+			mu.Lock()
+			defer mu.Unlock()
+			if wake == nil {
+				wake = make(chan struct{})
+			}
+			return wake
+		}
+		packet := func() { // as the capture: count it, then wake the sleeper
+			packets.Add(1)
+			mu.Lock()
+			if wake != nil {
+				close(wake)
+				wake = nil
+			}
+			mu.Unlock()
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			housekeep(stop, time.Second, tab, stats, woken, false, newWarner(slog.New(&records{}), time.Minute))
+		}()
+		ticks := func(d time.Duration) int64 {
+			before := looks.Load()
+			time.Sleep(d)
+			synctest.Wait()
+			return looks.Load() - before
+		}
+		if n := ticks(time.Hour); n != 2 {
+			t.Errorf("idle for an hour: captureStats called %d times, want 2 (one tick, then asleep)", n)
+		}
+		packet()
+		if n := ticks(time.Hour); n != 2 {
+			t.Errorf("a packet, then idle: captureStats called %d times, want 2 (one tick, then asleep)", n)
+		}
+
+		// A closing connection keeps it ticking until it expires.
+		k := correlate.KeyOf(netip.MustParseAddrPort("198.51.100.10:40001"), netip.MustParseAddrPort("192.0.2.20:8080"))
+		c := toa.Client{Dialect: toa.Kind200V4, Addr: netip.MustParseAddr("203.0.113.7"), Port: 1, HasPort: true}
+		for _, r := range []decode.Record{
+			{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 1000, TOA: c, TOACount: 1},
+			{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.FIN | decode.ACK, Seq: 1001},
+		} {
+			tab.Observe(&r)
+		}
+		packet()
+		if n := ticks(10 * time.Second); n < 10 {
+			t.Errorf("closing connection: captureStats called %d times in 10s, want a tick a second", n)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if _, ok := tab.Get(k); ok {
+			t.Error("the closing entry outlived its linger")
+		}
+		if n := ticks(time.Hour); n != 0 {
+			t.Errorf("after it expired: captureStats called %d times in an hour, want none (asleep)", n)
+		}
+
+		// A warning held back by its quiet period keeps it ticking until
+		// it is told.
+		drops.Store(1)
+		packet()
+		if n := ticks(3 * time.Second); n != 2 {
+			t.Errorf("first drop, warned of at once: captureStats called %d times, want 2 (one tick, then asleep)", n)
+		}
+		drops.Store(2)
+		packet()
+		if n := ticks(30 * time.Second); n < 29 {
+			t.Errorf("warning held back: captureStats called %d times in 30s, want a tick a second", n)
+		}
+		if n := ticks(time.Hour); n > 32 {
+			t.Errorf("once told: captureStats called %d times in an hour, want the ticks up to the warning, then none", n)
+		}
 		close(stop)
 		<-done
 	})

@@ -38,8 +38,8 @@ type Collector struct {
 	evictions, expirations                                 *prometheus.Desc
 	entries, closing, capacity, allTrusted                 *prometheus.Desc
 
-	packets, records, failures                  *prometheus.Desc
-	kernelPackets, drops, freezes, filter, rdrs *prometheus.Desc
+	packets, records, failures         *prometheus.Desc
+	kernelPackets, drops, filter, rdrs *prometheus.Desc
 }
 
 // NewCollector returns a Collector of t's counters and, when capture is
@@ -57,7 +57,7 @@ func NewCollector(t *correlate.Table, capture CaptureFunc) *Collector {
 		synsNoTOA:      d("syns_without_toa_total", "SYN segments from trusted peers without a TOA, retransmissions included; every connection counts here with proxies that send the TOA with the handshake's ACK."),
 		lookupsOK:      d("getname_toa_ok_total", "Lookups answered with a real client (toa_stats getname_toa_ok)."),
 		lookupsEmpty:   d("getname_toa_empty_total", "Lookups of a connection the table does not hold, answered at once with NOT_FOUND (toa_stats getname_toa_empty)."),
-		lookupsTimeout: d("lookup_timeouts_total", "Lookups that waited for a handshake and gave up without it (NOT_FOUND)."),
+		lookupsTimeout: d("lookup_timeouts_total", "Lookups whose wait ended before the capture could confirm it had delivered every segment received before the call (NOT_FOUND)."),
 		stale:          d("lookup_stale_total", "Lookups among the timeouts that found a closing connection the capture could not confirm in time, since a proxy may have reused its 4-tuple."),
 		cancel:         d("lookup_canceled_total", "Lookups whose caller gave up first."),
 		conflicts:      d("conflicts_total", "TOAs that differed from their connection's first one and were ignored."),
@@ -76,7 +76,6 @@ func NewCollector(t *correlate.Table, capture CaptureFunc) *Collector {
 		failures:      d("capture_decode_failures_total", "Packets the decoder rejected, by reason.", "reason"),
 		kernelPackets: d("capture_kernel_packets_total", "Packets the kernel filter passed to the capture sockets, dropped ones included."),
 		drops:         d("capture_kernel_drops_total", "Packets the kernel dropped because a capture ring was full."),
-		freezes:       d("capture_ring_freezes_total", "Times a capture ring ran full and froze."),
 		filter:        d("capture_filter_attached", "1 for the kernel filter attached to the capture sockets (the weakest, if they differ), 0 for the others.", "filter"),
 		rdrs:          d("capture_readers", "Capture sockets sharing the traffic."),
 	}
@@ -91,7 +90,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.evictions, c.expirations,
 		c.entries, c.closing, c.capacity, c.allTrusted,
 		c.packets, c.records, c.failures,
-		c.kernelPackets, c.drops, c.freezes, c.filter, c.rdrs,
+		c.kernelPackets, c.drops, c.filter, c.rdrs,
 	} {
 		ch <- d
 	}
@@ -147,7 +146,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.kernelPackets, cs.KernelPackets)
 	counter(c.drops, cs.Drops)
-	counter(c.freezes, cs.Freezes)
 	for f := capture.FilterTOA; f <= capture.FilterNone; f++ {
 		gauge(c.filter, b2f(f == cs.Filter), f.String())
 	}

@@ -74,7 +74,7 @@ func TestCollector(t *testing.T) {
 	}
 
 	var cs capture.Stats
-	cs.Packets, cs.Records, cs.KernelPackets, cs.Drops, cs.Freezes, cs.Readers = 9, 7, 10, 1, 1, 2
+	cs.Packets, cs.Records, cs.KernelPackets, cs.Drops, cs.Readers = 9, 7, 10, 1, 2
 	cs.Failures[decode.Fragment] = 2
 	cs.Filter = capture.FilterTCP
 	src := metrics.NoSource
@@ -122,7 +122,7 @@ toad_all_peers_trusted 0
 	}{
 		{metrics.NoSource, nil, []string{"toad_capture_packets_total", "toad_capture_kernel_drops_total"}},
 		{metrics.Replay, []string{"toad_capture_packets_total", "toad_capture_decode_failures_total"}, []string{"toad_capture_kernel_drops_total", "toad_capture_filter_attached"}},
-		{metrics.Live, []string{"toad_capture_packets_total", "toad_capture_kernel_drops_total", "toad_capture_ring_freezes_total", "toad_capture_filter_attached", "toad_capture_readers"}, nil},
+		{metrics.Live, []string{"toad_capture_packets_total", "toad_capture_kernel_drops_total", "toad_capture_filter_attached", "toad_capture_readers"}, nil},
 	} {
 		src = tt.src
 		got := families(t, c)

@@ -62,12 +62,20 @@ func BuildToad(t testing.TB) string {
 		}
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "toad")
+	return BuildCommand(t, "github.com/toad-project/toad/cmd/toad")
+}
+
+// BuildCommand builds the command of package pkg into a temporary
+// directory of t, with the race detector when the test binary has it, and
+// returns its path.
+func BuildCommand(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	args := []string{"build", "-o", bin}
 	if Race {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/toad-project/toad/cmd/toad")
+	args = append(args, pkg)
 	cmd := exec.Command(goTool(), args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -93,8 +101,10 @@ const (
 	killTimeout  = 10 * time.Second
 )
 
-// Toad is a toad process running in a network namespace.
-type Toad struct {
+// Process is a command running in a network namespace: toad (StartToad),
+// or another that logs a line when it is ready (Start).
+type Process struct {
+	name   string
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has been waited for
 	err    error         // the process's exit, set before exited closes
@@ -103,6 +113,9 @@ type Toad struct {
 	log strings.Builder
 }
 
+// Toad is a toad process.
+type Toad = Process
+
 // StartToad runs bin (a toad command, from BuildToad) with args inside ns,
 // through `ip netns exec`, and returns once it logs that it serves. When
 // the test ends, toad, if still running, is stopped as Stop does, and must
@@ -110,31 +123,41 @@ type Toad struct {
 // its log goes to the test's output should the test fail.
 func StartToad(t testing.TB, ns *netnstest.NS, bin string, args ...string) *Toad {
 	t.Helper()
+	return Start(t, ns, "toad", bin, "serving", args...)
+}
+
+// Start runs bin with args inside ns, through `ip netns exec`, and
+// returns once it logs (log/slog's text format, on standard error) the
+// message ready. name names it in failures. It is stopped when the test
+// ends as StartToad's toad is, and must exit with status 0.
+func Start(t testing.TB, ns *netnstest.NS, name, bin, ready string, args ...string) *Process {
+	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
-	// ip execs toad in its own place, so the child is toad itself; it dies
-	// with the test binary should that be killed first.
+	// ip execs the command in its own place, so the child is the command
+	// itself; it dies with the test binary should that be killed first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start toad in %s: %v", ns.Name, err)
+		t.Fatalf("start %s in %s: %v", name, ns.Name, err)
 	}
-	td := &Toad{cmd: cmd, exited: make(chan struct{})}
+	td := &Process{name: name, cmd: cmd, exited: make(chan struct{})}
 	serving := make(chan struct{})
+	readyMsg := " msg=" + ready
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
-		ready := false
+		isReady := false
 		for sc.Scan() {
 			line := sc.Text()
 			td.mu.Lock()
 			td.log.WriteString(line)
 			td.log.WriteByte('\n')
 			td.mu.Unlock()
-			if !ready && strings.Contains(line, " msg=serving") {
-				ready = true
+			if !isReady && (strings.Contains(line, readyMsg+" ") || strings.HasSuffix(line, readyMsg)) {
+				isReady = true
 				close(serving)
 			}
 		}
@@ -143,10 +166,10 @@ func StartToad(t testing.TB, ns *netnstest.NS, bin string, args ...string) *Toad
 	}()
 	t.Cleanup(func() {
 		if err := td.Stop(stopTimeout); err != nil {
-			t.Errorf("toad (pid %d): %v", td.PID(), err)
+			t.Errorf("%s (pid %d): %v", name, td.PID(), err)
 		}
 		if t.Failed() {
-			t.Logf("toad (pid %d) log:\n%s", td.PID(), td.Log())
+			t.Logf("%s (pid %d) log:\n%s", name, td.PID(), td.Log())
 		}
 	})
 	deadline := time.NewTimer(startTimeout)
@@ -154,18 +177,18 @@ func StartToad(t testing.TB, ns *netnstest.NS, bin string, args ...string) *Toad
 	select {
 	case <-serving:
 	case <-td.exited:
-		t.Fatalf("toad exited before serving: %v\n%s", td.err, td.Log())
+		t.Fatalf("%s exited before it was ready: %v\n%s", name, td.err, td.Log())
 	case <-deadline.C:
-		t.Fatalf("toad did not serve within %v\n%s", startTimeout, td.Log())
+		t.Fatalf("%s was not ready within %v\n%s", name, startTimeout, td.Log())
 	}
 	return td
 }
 
-// PID returns the toad process's id.
-func (td *Toad) PID() int { return td.cmd.Process.Pid }
+// PID returns the process's id.
+func (td *Process) PID() int { return td.cmd.Process.Pid }
 
-// Log returns what toad has logged so far.
-func (td *Toad) Log() string {
+// Log returns what the process has logged so far.
+func (td *Process) Log() string {
 	td.mu.Lock()
 	defer td.mu.Unlock()
 	return td.log.String()
@@ -175,41 +198,47 @@ func (td *Toad) Log() string {
 // every Linux architecture Go supports.
 const userHZ = 100
 
-// CPU returns the CPU time toad has used so far, user and system, at the
-// resolution of /proc (10 ms).
-func (td *Toad) CPU() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", td.PID()))
+// CPU returns the CPU time the process has used so far, user and system,
+// at the resolution of /proc (10 ms).
+func (td *Process) CPU() (time.Duration, error) {
+	return CPU(td.PID())
+}
+
+// CPU returns the CPU time process pid has used so far, user and system,
+// at the resolution of /proc (10 ms).
+func CPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("toad CPU time: %w", err)
+		return 0, fmt.Errorf("CPU time: %w", err)
 	}
 	// The command name, in parentheses, may hold spaces: fields count from
 	// after it. utime and stime are fields 14 and 15 of the whole line.
 	i := strings.LastIndexByte(string(b), ')')
 	f := strings.Fields(string(b[i+1:]))
 	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("toad CPU time: /proc/%d/stat: unexpected %q", td.PID(), b)
+		return 0, fmt.Errorf("CPU time: /proc/%d/stat: unexpected %q", pid, b)
 	}
 	var ticks int64
 	for _, s := range f[11:13] {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("toad CPU time: /proc/%d/stat: %w", td.PID(), err)
+			return 0, fmt.Errorf("CPU time: /proc/%d/stat: %w", pid, err)
 		}
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
-// Stop sends toad SIGTERM and waits for it to exit, killing it after
-// timeout. It returns nil when toad exits with status 0.
-func (td *Toad) Stop(timeout time.Duration) error {
+// Stop sends the process SIGTERM and waits for it to exit, killing it
+// after timeout. It returns nil when it exits with status 0.
+func (td *Process) Stop(timeout time.Duration) error {
 	select {
 	case <-td.exited:
 		return td.exitErr()
 	default:
 	}
 	if err := td.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal toad: %w", err)
+		return fmt.Errorf("signal %s: %w", td.name, err)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -224,13 +253,13 @@ func (td *Toad) Stop(timeout time.Duration) error {
 		case <-td.exited:
 		case <-k.C:
 		}
-		return fmt.Errorf("toad did not exit within %v of SIGTERM: killed", timeout)
+		return fmt.Errorf("%s did not exit within %v of SIGTERM: killed", td.name, timeout)
 	}
 }
 
-func (td *Toad) exitErr() error {
+func (td *Process) exitErr() error {
 	if td.err != nil {
-		return fmt.Errorf("toad exited: %w", td.err)
+		return fmt.Errorf("%s exited: %w", td.name, td.err)
 	}
 	return nil
 }

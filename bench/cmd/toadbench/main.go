@@ -2,8 +2,10 @@
 // instead, all in one run, and writes RESULTS.md and a chart of the
 // scaling run: replay against gopacket and tshark, the kernel filter live
 // in network namespaces, the connection table against ristretto, the gRPC
-// API against a bare gRPC echo, and how replay time and table memory grow
-// with the number of connections.
+// API against a bare gRPC echo, how replay time and table memory grow
+// with the number of connections, and the live path: accept to answer
+// through a proxy beside a bare gRPC echo process, the capture rate into
+// the table, and what an idle toad costs.
 //
 //	go run ./bench/cmd/toadbench -out bench          # make bench
 //	go run ./bench/cmd/toadbench -quick -out bench/out # make bench-quick
@@ -55,11 +57,17 @@ type config struct {
 	ScaleData   float64
 	ScaleRounds int
 
+	ConnsBench     string // -bench pattern below BenchmarkConnections
+	ConnsBenchtime string
+	RatePackets    int
+	RateSteps      int
+	IdleFor        time.Duration
+
 	args []string
 }
 
 // sections of the report, in order.
-var sections = []string{"replay", "kfilter", "table", "api", "scale"}
+var sections = []string{"replay", "kfilter", "table", "api", "scale", "conns", "caprate", "idle"}
 
 func (c *config) defaults() {
 	full := config{
@@ -69,6 +77,7 @@ func (c *config) defaults() {
 		TableKeys:   []int{1_000_000, 10_000_000}, TableRounds: 3,
 		APIPhase: 200 * time.Millisecond, APIRounds: 15, APIConns: 100_000, APIBatch: 1000,
 		ScaleSizes: []int{10_000, 100_000, 1_000_000, 10_000_000}, ScaleData: 0.5, ScaleRounds: 3,
+		ConnsBench: ".", ConnsBenchtime: "3s", RatePackets: 1_000_000, RateSteps: 5, IdleFor: time.Minute,
 	}
 	if c.Quick {
 		full = config{
@@ -78,6 +87,7 @@ func (c *config) defaults() {
 			TableKeys:   []int{20_000}, TableRounds: 1,
 			APIPhase: 100 * time.Millisecond, APIRounds: 2, APIConns: 5000, APIBatch: 1000,
 			ScaleSizes: []int{1000, 10_000}, ScaleData: 0.5, ScaleRounds: 1,
+			ConnsBench: "(syn|notoa)/batch=1$", ConnsBenchtime: "100x", RatePackets: 20_000, RateSteps: 2, IdleFor: 5 * time.Second,
 		}
 	}
 	set := func(v *int, d int) {
@@ -115,6 +125,17 @@ func (c *config) defaults() {
 	if c.ScaleData == 0 {
 		c.ScaleData = full.ScaleData
 	}
+	if c.ConnsBench == "" {
+		c.ConnsBench = full.ConnsBench
+	}
+	if c.ConnsBenchtime == "" {
+		c.ConnsBenchtime = full.ConnsBenchtime
+	}
+	set(&c.RatePackets, full.RatePackets)
+	set(&c.RateSteps, full.RateSteps)
+	if c.IdleFor == 0 {
+		c.IdleFor = full.IdleFor
+	}
 }
 
 func (c *config) runs(section string) bool { return c.Only == nil || c.Only[section] }
@@ -143,6 +164,11 @@ func main() {
 	scaleSizes := fs.String("scale", "", "comma-separated connection counts of the scaling run (default 10000,100000,1000000,10000000; quick 1000,10000)")
 	fs.Float64Var(&c.ScaleData, "scale-data", 0, "share of plain data packets in the scaling run's traffic (default 0.5)")
 	fs.IntVar(&c.ScaleRounds, "scale-rounds", 0, "runs of each scaling size up to 1M, the median counting (default 3; quick 1)")
+	fs.StringVar(&c.ConnsBench, "conns-bench", "", "cases of BenchmarkConnections to run, a -bench pattern below it (default all; quick \"(syn|notoa)/batch=1$\")")
+	fs.StringVar(&c.ConnsBenchtime, "conns-benchtime", "", "go test -benchtime of BenchmarkConnections (default 3s; quick 100x)")
+	fs.IntVar(&c.RatePackets, "rate-packets", 0, "segments per trial of the capture rate (default 1000000; quick 20000)")
+	fs.IntVar(&c.RateSteps, "rate-steps", 0, "paced trials searching for the highest rate without drops (default 5; quick 2)")
+	fs.DurationVar(&c.IdleFor, "idle", 0, "quiet period over which an idle toad's cost is measured (default 1m; quick 5s)")
 	fs.Parse(os.Args[1:])
 	c.args = os.Args[1:]
 

@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/toad-project/toad/bench/apicmp"
+	"github.com/toad-project/toad/bench/caprate"
+	"github.com/toad-project/toad/bench/connbench"
+	"github.com/toad-project/toad/bench/idlecost"
 	"github.com/toad-project/toad/bench/kfilter"
 	"github.com/toad-project/toad/bench/replaycmp"
 	"github.com/toad-project/toad/bench/report"
@@ -153,6 +158,52 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
+	step("conns", func() error {
+		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Conns = &res
+		if privtest.InCI() && res.Skipped != "" {
+			return fmt.Errorf("running under CI and the benchmark was skipped: %s", res.Skipped)
+		}
+		return nil
+	})
+
+	step("caprate", func() error {
+		res, err := caprate.Run(ctx, caprate.Config{Packets: c.RatePackets, Steps: c.RateSteps, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Rate = &res
+		if privtest.InCI() && res.Skipped != "" {
+			return fmt.Errorf("running under CI and the measurement was skipped: %s", res.Skipped)
+		}
+		return nil
+	})
+
+	step("idle", func() error {
+		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "toad")
+		if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/toad").CombinedOutput(); err != nil {
+			return fmt.Errorf("build toad: %w\n%s", err, out)
+		}
+		res, err := idlecost.Run(ctx, idlecost.Config{Bin: bin, Duration: c.IdleFor, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Idle = &res
+		if privtest.InCI() && res.Skipped != "" {
+			return fmt.Errorf("running under CI and the measurement was skipped: %s", res.Skipped)
+		}
+		logf("idle: toad used %v of CPU and woke %d times in %v", res.CPU, res.Switches, res.Duration.Round(time.Second))
+		return nil
+	})
+
 	r.Took, r.LoadEnd = time.Since(start), report.LoadAverage()
 	if d := r.Disagreements(); len(d) > 0 {
 		errs = append(errs, fmt.Errorf("toad's mappings disagree with the ground truth: %s", strings.Join(d, "; ")))
@@ -199,4 +250,16 @@ func command(c config) string {
 		return c.Label + "    # " + cmd
 	}
 	return cmd
+}
+
+// goTool returns the go command of the running toolchain, or the one on
+// PATH.
+func goTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
 }

@@ -732,9 +732,12 @@ type TableStats struct {
 	ConnsWithoutToa uint64 `protobuf:"varint,6,opt,name=conns_without_toa,json=connsWithoutToa,proto3" json:"conns_without_toa,omitempty"`
 	// lookups_ok counts lookups answered.
 	LookupsOk uint64 `protobuf:"varint,7,opt,name=lookups_ok,json=lookupsOk,proto3" json:"lookups_ok,omitempty"`
-	// lookups_not_found counts lookups for unknown connections.
+	// lookups_not_found counts lookups of unknown connections answered at
+	// once: without a wait, or once the capture had delivered everything
+	// received before the call.
 	LookupsNotFound uint64 `protobuf:"varint,8,opt,name=lookups_not_found,json=lookupsNotFound,proto3" json:"lookups_not_found,omitempty"`
-	// lookups_timed_out counts lookups that waited and found nothing.
+	// lookups_timed_out counts lookups whose wait ended before the capture
+	// was known to have caught up with the call.
 	LookupsTimedOut uint64 `protobuf:"varint,9,opt,name=lookups_timed_out,json=lookupsTimedOut,proto3" json:"lookups_timed_out,omitempty"`
 	// conflicts counts TOAs that disagreed with a connection's first one.
 	Conflicts uint64 `protobuf:"varint,10,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
