@@ -46,4 +46,3 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	})
 }
-
