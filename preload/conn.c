@@ -212,11 +212,32 @@ static void conn_destructor(void *p)
 
 /* recv_frame reads one message into f (FRAME_SIZE+1 bytes) before
  * deadline. It returns its length, or -ETIMEDOUT, or -EPIPE when toad
- * hung up, or another negative errno. */
-static int recv_frame(uint8_t *f, uint64_t deadline)
+ * hung up, or another negative errno. A descriptor that came with the
+ * message is stored in *fd when fd is not NULL, and closed otherwise. */
+static int recv_frame(uint8_t *f, uint64_t deadline, int *fd)
 {
+	if (fd != NULL)
+		*fd = -1;
 	for (;;) {
-		ssize_t n = recv(tc.fd, f, FRAME_SIZE + 1, MSG_DONTWAIT);
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct iovec iov = {.iov_base = f, .iov_len = FRAME_SIZE + 1};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+		ssize_t n = recvmsg(tc.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n >= 0) {
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+					continue;
+				int got;
+				memcpy(&got, CMSG_DATA(c), sizeof got);
+				if (fd != NULL && *fd < 0)
+					*fd = got;
+				else
+					close(got);
+			}
+		}
 		if (n > 0)
 			return (int)n;
 		if (n == 0)
@@ -243,11 +264,16 @@ static int recv_frame(uint8_t *f, uint64_t deadline)
 #define E_REFUSED (-10002) /* WELCOME with BUSY or NOT_SERVING */
 
 /* await reads frames until one of type t answering id arrives, discarding
- * answers to earlier requests that timed out. */
-static int await(uint8_t *f, enum frame_type t, uint32_t id, uint64_t deadline)
+ * answers to earlier requests that timed out. A descriptor that comes with
+ * the frame awaited is stored in *fd (when not NULL); any other is closed. */
+static int await(uint8_t *f, enum frame_type t, uint32_t id, uint64_t deadline, int *fd)
 {
 	for (;;) {
-		int n = recv_frame(f, deadline);
+		if (fd != NULL && *fd >= 0) {
+			close(*fd);
+			*fd = -1;
+		}
+		int n = recv_frame(f, deadline, fd);
 		if (n < 0)
 			return n;
 		if (n != FRAME_SIZE || f[0] != MAGIC0 || f[1] != MAGIC1)
@@ -278,16 +304,28 @@ static int hello(uint64_t deadline)
 	put32(f + HELLO_PID, (uint32_t)getpid());
 	if (send(tc.fd, f, FRAME_SIZE, MSG_NOSIGNAL | MSG_DONTWAIT) != FRAME_SIZE)
 		return -errno;
-	int r = await(f, T_WELCOME, id, deadline);
-	if (r < 0)
+	int shm_fd = -1;
+	int r = await(f, T_WELCOME, id, deadline, &shm_fd);
+	if (r < 0) {
+		if (shm_fd >= 0)
+			close(shm_fd);
 		return r;
+	}
+	if (shm_fd >= 0) {
+		if (f[WELCOME_FLAGS] & WELCOME_SHARED_TABLE) {
+			uint64_t size = (uint64_t)get32(f + WELCOME_SHARED_SIZE) << 32 | get32(f + WELCOME_SHARED_SIZE + 4);
+			shm_adopt(shm_fd, size);
+		} else {
+			close(shm_fd);
+		}
+	}
 	int all = (f[WELCOME_FLAGS] & WELCOME_ALL_TRUSTED) != 0;
 	uint32_t total = get16(f + WELCOME_RANGES);
 	uint32_t generation = get32(f + WELCOME_GENERATION);
 	struct range got[MAX_RANGES];
 	uint32_t have = 0;
 	while (have < total) {
-		r = await(f, T_RANGES, id, deadline);
+		r = await(f, T_RANGES, id, deadline, NULL);
 		if (r < 0)
 			return r;
 		uint32_t first = get16(f + RANGES_FIRST), n = f[RANGES_COUNT];
@@ -470,7 +508,7 @@ void toad_lookup(const struct endpoint *peer, const struct endpoint *local, stru
 		breaker_trip(start, why(r));
 		return;
 	}
-	r = await(f, T_ANSWER, id, deadline);
+	r = await(f, T_ANSWER, id, deadline, NULL);
 	if (r == -ETIMEDOUT) {
 		/* Keep the connection: the late answer is discarded by id. */
 		dbg("toad did not answer within %lluus", (unsigned long long)(cfg.wait_ns / 1000));
@@ -510,28 +548,37 @@ void toad_lookup(const struct endpoint *peer, const struct endpoint *local, stru
 	}
 }
 
-/* report_idle sends the pending counters on this thread's connection when
- * no lookup carried them for a while; it never connects nor waits. */
-void report_idle(uint64_t now)
+/* report_now sends the pending counters, opening this thread's
+ * connection if it has none (and the breaker allows). */
+static void report_now(uint64_t now)
 {
-	uint64_t last = __atomic_load_n(&last_report, __ATOMIC_RELAXED);
-	if (tc.fd < 0 || now - last < REPORT_INTERVAL_NS ||
-	    !__atomic_compare_exchange_n(&last_report, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
-	    !conn_owned())
-		return;
 	uint8_t f[FRAME_SIZE];
 	uint32_t took[REP_COUNT];
 	put_header(f, T_REPORT, 0);
 	if (!take_report(f + REPORT_COUNTERS, took))
 		return;
-	if (send(tc.fd, f, FRAME_SIZE, MSG_NOSIGNAL | MSG_DONTWAIT) != FRAME_SIZE)
+	if (conn_ready(now, now + cfg.wait_ns) < 0 ||
+	    send(tc.fd, f, FRAME_SIZE, MSG_NOSIGNAL | MSG_DONTWAIT) != FRAME_SIZE)
 		give_back(took);
 }
 
+/* report_idle sends the pending counters when no lookup carried them for
+ * a while (lookups answered from the shared table, or peers passed
+ * through, cost no round trip to carry them on): at most once per
+ * REPORT_INTERVAL_NS in the process. */
+void report_idle(uint64_t now)
+{
+	uint64_t last = __atomic_load_n(&last_report, __ATOMIC_RELAXED);
+	if (now - last < REPORT_INTERVAL_NS ||
+	    !__atomic_compare_exchange_n(&last_report, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	report_now(now);
+}
+
+/* At exit, the counters not reported yet go to toad. */
 void conn_at_exit(void)
 {
-	__atomic_store_n(&last_report, 0, __ATOMIC_RELAXED);
-	report_idle(REPORT_INTERVAL_NS);
+	report_now(now_ns());
 }
 
 void conn_init(void)

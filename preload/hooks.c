@@ -67,6 +67,7 @@ static int sys_getsockopt(int fd, int level, int name, void *v, socklen_t *l)
 static void after_fork_child(void)
 {
 	conn_after_fork();
+	shm_after_fork();
 	fdtable_after_fork();
 }
 
@@ -195,6 +196,15 @@ static void log_answer(const char *call, const struct slot_data *d)
 	dbg("%s: peer %s: toad did not answer", call, p);
 }
 
+/* ask gets toad's answer about a connection: from the shared table when
+ * it holds it, else over the socket. */
+static void ask(const struct endpoint *peer, const struct endpoint *local, struct answer *ans)
+{
+	if (shm_lookup(peer, local, ans, now_ns()))
+		return;
+	toad_lookup(peer, local, ans);
+}
+
 /* resolve asks toad about a slot's connection and stores the answer,
  * unless another thread did first (then d gets that answer). */
 static void resolve(int fd, struct slot_data *d, const char *call)
@@ -205,7 +215,7 @@ static void resolve(int fd, struct slot_data *d, const char *call)
 	if (getsockname(fd, (struct sockaddr *)&lss, &ll) != 0)
 		return;
 	endpoint_from(&lss, &local);
-	toad_lookup(&d->peer, &local, &d->ans);
+	ask(&d->peer, &local, &d->ans);
 	d->state = SLOT_ANSWERED;
 	log_answer(call, d);
 	if (!slot_update(fd, d->ident, d))
@@ -236,10 +246,11 @@ static void after_accept(int fd, const struct sockaddr_storage *kss, socklen_t k
 		copy_out(addr, len, kss, ksl);
 		return;
 	}
-	if (!toad_reachable(now) || !is_tcp(fd) || (d.ident = socket_ident(fd)) == 0) {
+	int reachable = toad_reachable(now) || shm_usable(now);
+	if (!reachable || !is_tcp(fd) || (d.ident = socket_ident(fd)) == 0) {
 		/* toad is down (the breaker is open): keep nothing, so that a
 		 * later getpeername passes through as well. */
-		if (addr != NULL && toad_reachable(now) == 0)
+		if (addr != NULL && !reachable)
 			count(REP_FALLBACK);
 		copy_out(addr, len, kss, ksl);
 		return;
@@ -259,7 +270,7 @@ static void after_accept(int fd, const struct sockaddr_storage *kss, socklen_t k
 		return;
 	}
 	endpoint_from(&lss, &local);
-	toad_lookup(&d.peer, &local, &d.ans);
+	ask(&d.peer, &local, &d.ans);
 	if (d.ans.outcome == OUT_BYPASS) {
 		/* The HELLO of a first connection said toad does not trust the
 		 * peer: keep nothing, as for any untrusted peer. */
@@ -271,6 +282,7 @@ static void after_accept(int fd, const struct sockaddr_storage *kss, socklen_t k
 	slot_store(fd, &d);
 	log_answer("accept", &d);
 	give(addr, len, &d, kss, ksl);
+	report_idle(now);
 }
 
 /* bad_args says whether the kernel would fail the call for its address
@@ -346,6 +358,7 @@ EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 		if (d.state == SLOT_PENDING)
 			resolve(fd, &d, "getpeername");
 		give(addr, len, &d, &kss, ksl);
+		report_idle(now_ns());
 	}
 	in_hook = 0;
 	errno = saved;

@@ -78,6 +78,12 @@ void conn_init(void);
 void conn_after_fork(void);
 void conn_at_exit(void);
 
+/* shm.c: the shared table toad publishes. */
+void shm_adopt(int fd, uint64_t size);
+int shm_usable(uint64_t now);
+int shm_lookup(const struct endpoint *peer, const struct endpoint *local, struct answer *out, uint64_t now);
+void shm_after_fork(void);
+
 /* fdtable.c: what the library knows of each accepted descriptor. */
 enum slot_state { SLOT_EMPTY = 0, SLOT_PENDING, SLOT_ANSWERED };
 struct slot_data {

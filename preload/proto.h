@@ -30,6 +30,7 @@ enum status {
 };
 
 #define WELCOME_ALL_TRUSTED 0x01
+#define WELCOME_SHARED_TABLE 0x02
 #define ANSWER_HAS_PORT 0x01
 
 /* Field offsets. */
@@ -41,6 +42,7 @@ enum status {
 #define WELCOME_FLAGS 9
 #define WELCOME_RANGES 10
 #define WELCOME_GENERATION 12
+#define WELCOME_SHARED_SIZE 20
 #define RANGES_FIRST 8
 #define RANGES_COUNT 10
 #define RANGES_ENTRIES 12

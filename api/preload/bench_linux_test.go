@@ -11,18 +11,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/api/preload"
 )
-
-func correlateKey(peer, local netip.AddrPort) correlate.Key { return correlate.KeyOf(peer, local) }
 
 // BenchmarkAccept measures what a server pays per connection (connect,
 // accept with an address, reset) over loopback, without the library
-// ("kernel"), with it asking toad about every connection ("library"),
-// with it passing every peer through as untrusted ("untrusted"), and with
-// toad absent ("no-toad"). The ns/accept metric is the C program's own
-// clock; compare the cases as ratios of the kernel's, measured in the
-// same run.
+// ("kernel"), with it asking toad about every connection over the socket
+// ("socket"), with it reading them from the shared table ("shared"), with
+// it passing every peer through as untrusted ("untrusted"), and with toad
+// absent ("no-toad"). The ns/accept metric is the C program's own clock;
+// compare the cases as ratios of the kernel's, measured in the same run.
 func BenchmarkAccept(b *testing.B) {
 	dir := built(b)
 	lc := libcs(dir)[0]
@@ -31,21 +29,17 @@ func BenchmarkAccept(b *testing.B) {
 		name    string
 		preload bool
 		toad    bool
+		shared  bool
 		trusted []string
 	}{
-		{"kernel", false, false, nil},
-		{"library", true, true, nil},
-		{"untrusted", true, true, []string{"192.0.2.0/24"}},
-		{"no-toad", true, false, nil},
+		{"kernel", false, false, false, nil},
+		{"socket", true, true, false, nil},
+		{"shared", true, true, true, nil},
+		{"untrusted", true, true, false, []string{"192.0.2.0/24"}},
+		{"no-toad", true, false, false, nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			t := &testing.T{}
-			path := socketPath(t)
-			var td *toad
-			if tc.toad {
-				td = startToad(t, nil, at(path), trusting(tc.trusted...))
-				defer td.srv.Close()
-			}
+			path := socketPath(b)
 			cmd := exec.Command(bench, strconv.Itoa(b.N))
 			cmd.Env = []string{"TOAD_PRELOAD_SOCKET=" + path}
 			if tc.preload {
@@ -62,8 +56,13 @@ func BenchmarkAccept(b *testing.B) {
 			if !out.Scan() || sscan(out.Text(), "port %d", &port) != nil {
 				b.Fatalf("acceptbench: %q", out.Text())
 			}
-			if td != nil {
-				fillPorts(b, td, uint16(port))
+			var td *toad
+			if tc.toad {
+				opts := []toadOption{at(path), trusting(tc.trusted...), filled(func(td *toad) { fillPorts(td, uint16(port)) })}
+				if tc.shared {
+					opts = append(opts, sharedSlots(preload.DefaultSharedSlots))
+				}
+				td = startToad(b, nil, opts...)
 			}
 			b.ResetTimer()
 			fmt.Fprintln(stdin, "go")
@@ -76,8 +75,8 @@ func BenchmarkAccept(b *testing.B) {
 			}
 			b.ReportMetric(float64(ns)/float64(b.N), "ns/accept")
 			if td != nil && tc.trusted == nil {
-				if st := td.srv.Stats(); st.Found != uint64(b.N) {
-					b.Fatalf("%d of %d lookups found", st.Found, b.N)
+				if st := td.srv.Stats(); tc.shared && st.Lookups > 1 || !tc.shared && st.Found != uint64(b.N) {
+					b.Fatalf("%d lookups over the socket, %d found, for %d connections (stats %+v)", st.Lookups, st.Found, b.N, st)
 				}
 			}
 		})
@@ -91,7 +90,7 @@ func sscan(s, format string, v any) error {
 
 // fillPorts gives toad a client for every connection from an ephemeral
 // port of 127.0.0.1 to port.
-func fillPorts(b *testing.B, td *toad, port uint16) {
+func fillPorts(td *toad, port uint16) {
 	lo, hi := 32768, 60999
 	if r, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		f := strings.Fields(string(r))

@@ -12,8 +12,7 @@ import (
 // of the protocol, one frame each way, through the Server) with the same
 // lookup made in process on the table: the price of the round trip.
 func BenchmarkLookup(b *testing.B) {
-	td := startToad(&testing.T{}, nil)
-	defer td.srv.Close()
+	td := startToad(b, nil)
 	td.insert(proxy, origin, client4("203.0.113.7:51234"))
 	ctx := context.Background()
 	b.Run("in-process", func(b *testing.B) {

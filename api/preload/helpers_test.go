@@ -22,19 +22,24 @@ const deadline = 30 * time.Second
 
 // toad is a preload Server on a real socket, answering from a real table.
 type toad struct {
-	t      *testing.T
+	t      testing.TB
 	table  *correlate.Table
 	srv    *preload.Server
 	path   string
 	done   chan struct{} // a token per library connection gone
 	seq    uint32
 	absent sync.Map // correlate.Key: answered NOT_FOUND at once
+
+	shared  *preload.SharedTable // when the toad has one
+	applied chan struct{}        // a token per table event the shared table wrote
 }
 
 type toadConfig struct {
-	table correlate.Config
-	srv   preload.Config
-	path  string
+	table  correlate.Config
+	srv    preload.Config
+	path   string
+	shared int         // slots of the shared table, 0 for none
+	fill   func(*toad) // fills the table before the shared table is made
 }
 
 type toadOption func(*toadConfig)
@@ -53,6 +58,19 @@ func maxConns(n int) toadOption {
 	return func(c *toadConfig) { c.srv.MaxConns = n }
 }
 
+// shared gives the libraries a shared table of the open connections.
+func shared() toadOption { return sharedSlots(1 << 12) }
+
+func sharedSlots(n int) toadOption {
+	return func(c *toadConfig) { c.shared = n }
+}
+
+// filled calls fill before the shared table is made, which then holds
+// its entries from the start.
+func filled(fill func(*toad)) toadOption {
+	return func(c *toadConfig) { c.fill = fill }
+}
+
 // at serves on path rather than on a new one.
 func at(path string) toadOption {
 	return func(c *toadConfig) { c.path = path }
@@ -60,7 +78,7 @@ func at(path string) toadOption {
 
 // socketPath returns a short path for a socket in a new directory: unix
 // socket paths must fit in 108 bytes.
-func socketPath(t *testing.T) string {
+func socketPath(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "tp")
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +89,7 @@ func socketPath(t *testing.T) string {
 
 // startToad serves a table on a new socket; wrap, when not nil, wraps the
 // table as the server's Lookuper.
-func startToad(t *testing.T, wrap func(preload.Lookuper) preload.Lookuper, opts ...toadOption) *toad {
+func startToad(t testing.TB, wrap func(preload.Lookuper) preload.Lookuper, opts ...toadOption) *toad {
 	t.Helper()
 	var c toadConfig
 	for _, o := range opts {
@@ -85,6 +103,15 @@ func startToad(t *testing.T, wrap func(preload.Lookuper) preload.Lookuper, opts 
 		t.Fatal(err)
 	}
 	td := &toad{t: t, table: table, path: c.path, done: make(chan struct{}, 1<<16)}
+	if c.fill != nil {
+		c.fill(td)
+	}
+	if c.shared > 0 {
+		td.shared = newShared(t, table, c.shared)
+		td.applied = make(chan struct{}, 1<<16)
+		td.shared.OnApplied(func() { td.applied <- struct{}{} })
+		c.srv.Shared = td.shared
+	}
 	var l preload.Lookuper = absentLookuper{table, td}
 	if wrap != nil {
 		l = wrap(l)
@@ -97,9 +124,29 @@ func startToad(t *testing.T, wrap func(preload.Lookuper) preload.Lookuper, opts 
 	td.serve()
 	t.Cleanup(func() {
 		td.srv.Close()
+		if td.shared != nil {
+			td.shared.Close()
+		}
 		table.Close()
 	})
 	return td
+}
+
+// waitApplied waits until the shared table has written n more events.
+func (td *toad) waitApplied(n int) {
+	td.t.Helper()
+	for range n {
+		select {
+		case <-td.applied:
+		case <-time.After(deadline):
+			td.t.Fatalf("the shared table did not write an event in %v", deadline)
+		}
+	}
+}
+
+// finish makes the table see the connection from peer to local close.
+func (td *toad) finish(peer, local netip.AddrPort) {
+	td.table.Observe(&decode.Record{Time: time.Now(), Peer: peer, Local: local, Flags: decode.FIN | decode.ACK})
 }
 
 // markAbsent makes toad answer NOT_FOUND at once for the connection from
@@ -272,4 +319,15 @@ type signalingLookuper struct {
 func (s *signalingLookuper) Lookup(ctx context.Context, k correlate.Key, wait time.Duration) (correlate.Entry, error) {
 	s.once.Do(func() { close(s.started) })
 	return s.Lookuper.Lookup(ctx, k, wait)
+}
+
+func correlateKey(peer, local netip.AddrPort) correlate.Key { return correlate.KeyOf(peer, local) }
+
+func newShared(t testing.TB, table *correlate.Table, slots int) *preload.SharedTable {
+	t.Helper()
+	sh, err := preload.NewSharedTable(table, slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
 }

@@ -268,81 +268,92 @@ var scenarios = []scenario{
 		}
 	}},
 
-	{"fork", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
+	{"fork", func(t *testing.T, lc libc) { forkScenario(t, lc, false) }},
+	{"fork, shared table", func(t *testing.T, lc libc) { forkScenario(t, lc, true) }},
+	{"threads", func(t *testing.T, lc libc) { threadsScenario(t, lc, false) }},
+	{"threads, shared table", func(t *testing.T, lc libc) { threadsScenario(t, lc, true) }},
+
+	{"shared table", func(t *testing.T, lc libc) {
+		td := startToad(t, nil, shared())
+		d := startDriver(t, lc, true, env(td.path)...)
+		l, local := d.listen(4, "127.0.0.1")
+		for i, tc := range []struct {
+			client   toa.Client
+			capacity int
+			want     string
+		}{
+			{cli4, 128, inet(4, addrPort(cli4))}, // asked over the socket: the table comes with the answer
+			{cli4b, 128, inet(4, addrPort(cli4b))},
+			{cli6, 128, inet(6, addrPort(cli6))},
+			{cli6, 16, ""}, // the kernel's address: no room for the IPv6 client
+		} {
+			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			td.insert(p, local, tc.client)
+			td.waitApplied(1)
+			want := tc.want
+			if want == "" {
+				want = inet(4, p)
+			}
+			if r := d.result("accept %d %d", l, tc.capacity); r.addr != want {
+				t.Errorf("accept %d: %+v, want %s", i, r, want)
+			}
+		}
+		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		td.insert(p, local, cli4)
+		td.waitApplied(1)
+		fd := d.result("accept %d -1", l).fd
+		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, addrPort(cli4)) {
+			t.Errorf("getpeername after accept(NULL): %+v, want %s", r, inet(4, addrPort(cli4)))
+		}
+		d.exit()
+		td.idle()
+		st := td.srv.Stats()
+		if st.Lookups != 1 || st.GetnameOK != 4 || st.GetnameMismatch != 1 || st.SharedEntries != 5 {
+			t.Errorf("stats %+v, want 1 lookup over the socket, 4 answered, 1 mismatch, 5 shared entries", st)
+		}
+	}},
+
+	{"shared table without closed connections", func(t *testing.T, lc libc) {
+		td := startToad(t, nil, shared())
 		d := startDriver(t, lc, true, env(td.path)...)
 		l, local := d.listen(4, "127.0.0.1")
 		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
 		td.insert(p, local, cli4)
-		d.result("accept %d 128", l) // the parent's connection to toad is open
-		want := map[string]string{}
-		const each = 5
-		for i := range 2 * each {
-			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
-			c := client4(fmt.Sprintf("203.0.113.%d:%d", 10+i, 1000+i))
-			td.insert(p, local, c)
-			want[inet(4, p)] = inet(4, addrPort(c))
-		}
-		d.send("fork %d 128 %d", l, each)
-		seen := map[string]int{}
-		for {
-			line := d.read()
-			if strings.HasPrefix(line, "ok forked") {
-				if line != "ok forked status=0" {
-					t.Errorf("child: %q", line)
-				}
-				break
-			}
-			who, _, _ := strings.Cut(line, " ")
-			r := parseResult(t, line)
-			seen[who]++
-			if r.addr != want[r.kpeer] {
-				t.Errorf("%s accepted %s as %s, want %s", who, r.kpeer, r.addr, want[r.kpeer])
-			}
-		}
-		if seen["parent"] != each || seen["child"] != each {
-			t.Errorf("accepts seen %v, want %d each", seen, each)
+		td.waitApplied(1)
+		d.result("accept %d 128", l) // maps the table
+		// A connection that closed before accept: its 4-tuple may be a
+		// new connection's already, which only the table can tell.
+		_, p = d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		td.insert(p, local, cli4b)
+		td.finish(p, local)
+		td.waitApplied(2)
+		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4b)) {
+			t.Errorf("closing connection: %+v, want %s from the table", r, inet(4, addrPort(cli4b)))
 		}
 		d.exit()
 		td.idle()
-		if st := td.srv.Stats(); st.ConnsAccepted != 2 || st.Found != 2*each+1 {
-			t.Errorf("stats %+v, want 2 connections (the child's own) and %d found", st, 2*each+1)
+		if st := td.srv.Stats(); st.Lookups != 2 || st.SharedEntries != 1 {
+			t.Errorf("stats %+v, want the closing connection asked over the socket and 1 shared entry", st)
 		}
 	}},
 
-	{"threads", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
+	{"shared table of a crashed toad", func(t *testing.T, lc libc) {
+		td := startToad(t, nil, shared())
 		d := startDriver(t, lc, true, env(td.path)...)
 		l, local := d.listen(4, "127.0.0.1")
-		const threads, each = 8, 25
-		want := map[string]string{}
-		for i := range threads * each {
+		td.shared.StopHeartbeat()
+		for range 3 {
 			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
-			c := client4(fmt.Sprintf("198.51.100.%d:%d", i%250+1, 2000+i))
-			td.insert(p, local, c)
-			want[inet(4, p)] = inet(4, addrPort(c))
-		}
-		d.send("threads %d %d %d 128", l, threads, each)
-		n := 0
-		for {
-			line := d.read()
-			if line == "ok threads" {
-				break
-			}
-			r := parseResult(t, line)
-			n++
-			if r.addr != want[r.kpeer] {
-				t.Errorf("thread accepted %s as %s, want %s", r.kpeer, r.addr, want[r.kpeer])
+			td.insert(p, local, cli4)
+			td.waitApplied(1)
+			if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4)) {
+				t.Errorf("accept: %+v, want %s", r, inet(4, addrPort(cli4)))
 			}
 		}
-		if n != threads*each {
-			t.Errorf("%d accepts, want %d", n, threads*each)
-		}
-		// Each thread's connection closed when the thread ended.
-		td.idle()
 		d.exit()
-		if st := td.srv.Stats(); st.ConnsAccepted != threads || st.Found != threads*each {
-			t.Errorf("stats %+v, want one connection per thread and every lookup found", st)
+		td.idle()
+		if st := td.srv.Stats(); st.Lookups != 3 {
+			t.Errorf("stats %+v, want every lookup over the socket: the table's heartbeat stopped", st)
 		}
 	}},
 
@@ -689,3 +700,118 @@ func TestExports(t *testing.T) {
 }
 
 func addrPort(c toa.Client) netip.AddrPort { return netip.AddrPortFrom(c.Addr, c.Port) }
+
+// forkScenario: after fork, the parent and the child both accept, each
+// getting its own connections' clients; the child opens a connection of
+// its own rather than talk on its parent's.
+func forkScenario(t *testing.T, lc libc, sharedTable bool) {
+	opts := []toadOption{}
+	if sharedTable {
+		opts = append(opts, shared())
+	}
+	td := startToad(t, nil, opts...)
+	d := startDriver(t, lc, true, env(td.path)...)
+	l, local := d.listen(4, "127.0.0.1")
+	_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+	td.insert(p, local, cli4)
+	d.result("accept %d 128", l) // the parent's connection to toad is open
+	want := map[string]string{}
+	const each = 5
+	for i := range 2 * each {
+		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		c := client4(fmt.Sprintf("203.0.113.%d:%d", 10+i, 1000+i))
+		td.insert(p, local, c)
+		want[inet(4, p)] = inet(4, addrPort(c))
+	}
+	if sharedTable {
+		td.waitApplied(2*each + 1)
+	}
+	d.send("fork %d 128 %d", l, each)
+	seen := map[string]int{}
+	for {
+		line := d.read()
+		if strings.HasPrefix(line, "ok forked") {
+			if line != "ok forked status=0" {
+				t.Errorf("child: %q", line)
+			}
+			break
+		}
+		who, _, _ := strings.Cut(line, " ")
+		r := parseResult(t, line)
+		seen[who]++
+		if r.addr != want[r.kpeer] {
+			t.Errorf("%s accepted %s as %s, want %s", who, r.kpeer, r.addr, want[r.kpeer])
+		}
+	}
+	if seen["parent"] != each || seen["child"] != each {
+		t.Errorf("accepts seen %v, want %d each", seen, each)
+	}
+	d.exit()
+	td.idle()
+	st := td.srv.Stats()
+	if st.GetnameOK != 2*each+1 {
+		t.Errorf("stats %+v, want %d calls answered", st, 2*each+1)
+	}
+	if sharedTable {
+		// The first lookup brought the table; the rest read it.
+		if st.Lookups != 1 {
+			t.Errorf("stats %+v, want 1 lookup over the socket", st)
+		}
+	} else if st.ConnsAccepted != 2 || st.Found != 2*each+1 {
+		t.Errorf("stats %+v, want 2 connections (the child's own) and %d found", st, 2*each+1)
+	}
+}
+
+// threadsScenario: threads accepting at once on one listener each get
+// their own connections' clients.
+func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
+	opts := []toadOption{}
+	if sharedTable {
+		opts = append(opts, shared())
+	}
+	td := startToad(t, nil, opts...)
+	d := startDriver(t, lc, true, env(td.path)...)
+	l, local := d.listen(4, "127.0.0.1")
+	const threads, each = 8, 25
+	want := map[string]string{}
+	for i := range threads * each {
+		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		c := client4(fmt.Sprintf("198.51.100.%d:%d", i%250+1, 2000+i))
+		td.insert(p, local, c)
+		want[inet(4, p)] = inet(4, addrPort(c))
+	}
+	if sharedTable {
+		td.waitApplied(threads * each)
+	}
+	d.send("threads %d %d %d 128", l, threads, each)
+	n := 0
+	for {
+		line := d.read()
+		if line == "ok threads" {
+			break
+		}
+		r := parseResult(t, line)
+		n++
+		if r.addr != want[r.kpeer] {
+			t.Errorf("thread accepted %s as %s, want %s", r.kpeer, r.addr, want[r.kpeer])
+		}
+	}
+	if n != threads*each {
+		t.Errorf("%d accepts, want %d", n, threads*each)
+	}
+	// Each thread's connection closed when the thread ended.
+	td.idle()
+	d.exit()
+	td.idle()
+	st := td.srv.Stats()
+	if st.GetnameOK != threads*each {
+		t.Errorf("stats %+v, want every call answered", st)
+	}
+	if sharedTable {
+		if st.Lookups > threads {
+			t.Errorf("stats %+v, want at most one lookup over the socket per thread", st)
+		}
+	} else if st.ConnsAccepted != threads || st.Found != threads*each {
+		t.Errorf("stats %+v, want one connection per thread and every lookup found", st)
+	}
+}

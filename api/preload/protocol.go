@@ -98,6 +98,9 @@ const (
 	// FlagAllTrusted says toad believes a TOA from any peer: the library
 	// asks about every TCP connection.
 	FlagAllTrusted uint8 = 1 << 0
+	// FlagSharedTable says the WELCOME carries a shared table's descriptor
+	// (SCM_RIGHTS) of SharedSize bytes.
+	FlagSharedTable uint8 = 1 << 1
 )
 
 // Answer flags.
@@ -198,6 +201,9 @@ type Welcome struct {
 	Generation uint32
 	// MaxWait is the longest wait the server grants a lookup.
 	MaxWait time.Duration
+	// SharedSize is the size in bytes of the shared table whose
+	// descriptor comes with the frame, when Flags has FlagSharedTable.
+	SharedSize uint64
 }
 
 // Put encodes w into f.
@@ -207,6 +213,7 @@ func (w *Welcome) Put(f *Frame, id uint32) {
 	binary.BigEndian.PutUint16(f[10:], w.Ranges)
 	binary.BigEndian.PutUint32(f[12:], w.Generation)
 	binary.BigEndian.PutUint32(f[16:], durationMicros(w.MaxWait))
+	binary.BigEndian.PutUint64(f[20:], w.SharedSize)
 }
 
 // ParseWelcome decodes a WELCOME frame.
@@ -217,6 +224,7 @@ func ParseWelcome(f *Frame) Welcome {
 		Ranges:     binary.BigEndian.Uint16(f[10:]),
 		Generation: binary.BigEndian.Uint32(f[12:]),
 		MaxWait:    time.Duration(binary.BigEndian.Uint32(f[16:])) * time.Microsecond,
+		SharedSize: binary.BigEndian.Uint64(f[20:]),
 	}
 }
 

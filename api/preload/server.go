@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/internal/unixsock"
 )
@@ -50,6 +52,10 @@ type Config struct {
 	// holds one per thread that accepts); 0 means DefaultMaxConns. Past
 	// it, a connection is answered BUSY and closed.
 	MaxConns int
+	// Shared, when set, is given to every library in its WELCOME: lookups
+	// of the connections it holds cost them no round trip. The server
+	// does not close it.
+	Shared *SharedTable
 	// Logger receives the server's rare events; nil discards them.
 	Logger *slog.Logger
 }
@@ -153,6 +159,10 @@ func New(l Lookuper, cfg Config) (*Server, error) {
 		Ranges:     uint16(len(s.trusted)),
 		Generation: Generation(flags, s.trusted),
 		MaxWait:    cfg.MaxWait,
+	}
+	if cfg.Shared != nil {
+		s.welcome.Flags |= FlagSharedTable
+		s.welcome.SharedSize = uint64(cfg.Shared.Size())
 	}
 	for i := 0; i < len(s.trusted); i += RangesPerFrame {
 		s.ranges = append(s.ranges, Ranges{First: uint16(i), Prefixes: s.trusted[i:min(i+RangesPerFrame, len(s.trusted))]})
@@ -288,7 +298,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			s.c.hellos.Add(1)
 			pid = ParseHello(in).PID
 			s.welcome.Put(&out, h.ID)
-			if !s.write(c, &out) {
+			if !s.writeWelcome(c, &out) {
 				return
 			}
 			for i := range s.ranges {
@@ -364,6 +374,19 @@ func (s *Server) trusts(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// writeWelcome sends a WELCOME frame with the shared table's descriptor.
+func (s *Server) writeWelcome(c *net.UnixConn, f *Frame) bool {
+	if s.cfg.Shared == nil {
+		return s.write(c, f)
+	}
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, _, err := c.WriteMsgUnix(f[:], unix.UnixRights(s.cfg.Shared.FD()), nil); err != nil {
+		s.c.writeErrors.Add(1)
+		return false
+	}
+	return true
 }
 
 // write sends f on c, and reports whether it could.

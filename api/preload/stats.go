@@ -29,6 +29,11 @@ type Stats struct {
 	GetnameMismatch uint64 // calls whose client the caller's family or buffer could not hold (getname_toa_mismatch)
 	GetnameBypass   uint64 // accepted connections from peers outside the trusted ranges, passed through (getname_toa_bypass)
 	Fallbacks       uint64 // calls answered with the kernel's address because toad could not answer in time
+
+	// The shared table's, when there is one.
+	SharedEntries  uint64 // connections published in the shared table now
+	SharedFull     uint64 // connections not published because their bucket was full (asked over the socket instead)
+	SharedRebuilds uint64 // rebuilds of the shared table after it fell behind the table's events (the first build included)
 }
 
 // counters are a Server's live Stats.
@@ -56,7 +61,7 @@ func (s *Server) Stats() Stats {
 	open := uint64(len(s.conns))
 	s.mu.Unlock()
 	c := &s.c
-	return Stats{
+	out := Stats{
 		ConnsAccepted:   c.connsAccepted.Load(),
 		ConnsRefused:    c.connsRefused.Load(),
 		ConnsOpen:       open,
@@ -78,6 +83,11 @@ func (s *Server) Stats() Stats {
 		GetnameBypass:   c.report[ReportBypass].Load(),
 		Fallbacks:       c.report[ReportFallback].Load(),
 	}
+	if sh := s.cfg.Shared; sh != nil {
+		st := sh.Stats()
+		out.SharedEntries, out.SharedFull, out.SharedRebuilds = st.Entries, st.Full, st.Rebuilds
+	}
+	return out
 }
 
 // Counter describes one of Stats' fields for the views that export it
@@ -118,4 +128,7 @@ var Counters = []Counter{
 	{Name: "preload_getname_toa_mismatch", ToaStats: "getname_toa_mismatch", Help: "Calls whose real client the caller could not hold (an IPv6 client for a buffer of an IPv4 address); the kernel's address was returned.", Value: func(s *Stats) uint64 { return s.GetnameMismatch }},
 	{Name: "preload_getname_toa_bypass", ToaStats: "getname_toa_bypass", Help: "Accepted connections from peers outside the trusted ranges, passed through without asking toad.", Value: func(s *Stats) uint64 { return s.GetnameBypass }},
 	{Name: "preload_fallbacks", Help: "Calls answered with the kernel's address because toad could not answer (absent, slow, busy or stopping).", Value: func(s *Stats) uint64 { return s.Fallbacks }},
+	{Name: "preload_shared_entries", Help: "Connections published in the shared table the preload libraries read without asking.", Gauge: true, Value: func(s *Stats) uint64 { return s.SharedEntries }},
+	{Name: "preload_shared_full", Help: "Connections left out of the shared table because their bucket was full; the libraries asked about them over the socket.", Value: func(s *Stats) uint64 { return s.SharedFull }},
+	{Name: "preload_shared_rebuilds", Help: "Rebuilds of the shared table after it fell behind the table's events, the first build included.", Value: func(s *Stats) uint64 { return s.SharedRebuilds }},
 }
