@@ -67,15 +67,16 @@ func removeBuild() {
 
 // libc is one build of the library and of the driver, for one C library.
 type libc struct {
-	name   string
-	lib    string // the preload library
-	driver string // hookdriver linked with the same C library
+	name    string
+	lib     string // the preload library
+	driver  string // hookdriver linked with the same C library
+	reenter string // test/reenter.c, for the same C library
 }
 
 func libcs(dir string) []libc {
 	return []libc{
-		{"glibc", filepath.Join(dir, "libtoad_preload.so"), filepath.Join(dir, "hookdriver")},
-		{"musl", filepath.Join(dir, "libtoad_preload_musl.so"), filepath.Join(dir, "hookdriver_musl")},
+		{"glibc", filepath.Join(dir, "libtoad_preload.so"), filepath.Join(dir, "hookdriver"), filepath.Join(dir, "reenter.so")},
+		{"musl", filepath.Join(dir, "libtoad_preload_musl.so"), filepath.Join(dir, "hookdriver_musl"), filepath.Join(dir, "reenter_musl.so")},
 	}
 }
 

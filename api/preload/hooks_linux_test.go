@@ -231,6 +231,7 @@ var scenarios = []scenario{
 		// A connection reset by its peer is not connected any more.
 		reset, rfd := accept(cli6, 128)
 		d.ok("close %d rst", rfd)
+		d.ok("waithup %d", reset)
 		if got := d.do("getsockopt %d 20", reset); got != "err ENOTCONN" {
 			t.Errorf("reset connection: %q, want err ENOTCONN", got)
 		}
@@ -379,6 +380,7 @@ var scenarios = []scenario{
 		td.insert(p3, local, cli4)
 		fd := d.result("accept %d 128", l).fd
 		d.ok("close %d rst", c3)
+		d.ok("waithup %d", fd)
 		d.ok("closerange %d %d", fd, fd)
 		c4, again := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), p3.Port())
 		if again != p3 {
@@ -394,6 +396,7 @@ var scenarios = []scenario{
 		// Accepted through the library, the 4-tuple's next connection gets
 		// its own client.
 		d.ok("close %d rst", c4)
+		d.ok("waithup %d", fd)
 		d.ok("closerange %d %d", fd, fd)
 		d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), p3.Port())
 		td.insert(p3, local, cli6)
@@ -586,6 +589,21 @@ var scenarios = []scenario{
 		if n := fake.conns.Load(); n != 1 {
 			t.Errorf("%d connections, want 1 per breaker interval", n)
 		}
+	}},
+
+	{"no re-entry", func(t *testing.T, lc libc) {
+		// Another preloaded library whose getsockname calls getpeername,
+		// which the library answers by way of getsockname.
+		td := startToad(t, nil)
+		d := startDriver(t, lc, true, env(td.path, "LD_PRELOAD="+lc.reenter+" "+lc.lib)...)
+		l, local := d.listen(4, "127.0.0.1")
+		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		td.insert(p, local, cli4)
+		fd := d.result("accept %d -1", l).fd
+		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, addrPort(cli4)) {
+			t.Errorf("getpeername: %+v, want %s", r, inet(4, addrPort(cli4)))
+		}
+		d.exit()
 	}},
 
 	{"own descriptor", func(t *testing.T, lc libc) {

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,6 +332,14 @@ static void run(char *line)
 		}
 		close(fd);
 		say("ok");
+	} else if (!strcmp(cmd, "waithup")) {
+		/* waithup FD: wait until the peer has closed or reset FD */
+		struct pollfd p = {.fd = atoi(a1), .events = POLLRDHUP};
+		int r = poll(&p, 1, 30000);
+		if (r == 1)
+			say("ok");
+		else
+			say("err %s", r == 0 ? "timeout" : ename(errno));
 	} else if (!strcmp(cmd, "udp")) {
 		/* udp FAM ADDR: a connected UDP socket's getpeername */
 		int fam = atoi(a1);
