@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/internal/unixsock"
 )
@@ -382,7 +380,7 @@ func (s *Server) writeWelcome(c *net.UnixConn, f *Frame) bool {
 		return s.write(c, f)
 	}
 	c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, _, err := c.WriteMsgUnix(f[:], unix.UnixRights(s.cfg.Shared.FD()), nil); err != nil {
+	if _, _, err := c.WriteMsgUnix(f[:], s.cfg.Shared.rights(), nil); err != nil {
 		s.c.writeErrors.Add(1)
 		return false
 	}

@@ -122,6 +122,9 @@ func NewSharedTable(src Source, slots int) (*SharedTable, error) {
 // FD is the memfd the libraries map; it stays open until Close.
 func (s *SharedTable) FD() int { return s.fd }
 
+// rights is the control message that passes the table's descriptor.
+func (s *SharedTable) rights() []byte { return unix.UnixRights(s.fd) }
+
 // Size is the shared table's size in bytes.
 func (s *SharedTable) Size() int { return len(s.mem) }
 

@@ -152,10 +152,7 @@ func checkReachable(dir string, mode fs.FileMode, gid int) error {
 		return err
 	}
 	perm := fi.Mode().Perm()
-	dirGID := -1
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		dirGID = int(st.Gid)
-	}
+	dirGID := groupOf(fi)
 	if mode&0o002 != 0 && perm&0o001 == 0 {
 		return fmt.Errorf("the socket's mode %04o lets others connect, but its directory %s (%04o) does not let them in: chmod o+x %s, or choose another directory", mode.Perm(), dir, perm, dir)
 	}

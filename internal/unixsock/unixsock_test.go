@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/unixsock"
 )
 
@@ -72,22 +70,6 @@ func TestListen(t *testing.T) {
 				t.Errorf("socket file after Close: %v, want it removed", err)
 			}
 		})
-	}
-}
-
-func TestListenGroup(t *testing.T) {
-	privtest.Require(t) // chown to another group
-	dir := filepath.Join(t.TempDir(), "made")
-	path := filepath.Join(dir, "s.sock")
-	listen(t, unixsock.Config{Network: "unixpacket", Path: path, Mode: 0o660, Group: "65534"})
-	for _, p := range []string{path, dir} {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gid := fi.Sys().(*syscall.Stat_t).Gid; gid != 65534 {
-			t.Errorf("%s has group %d, want 65534", p, gid)
-		}
 	}
 }
 
