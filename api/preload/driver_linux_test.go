@@ -229,6 +229,25 @@ func (d *driver) connect(family int, src, dst string, port uint16, srcPort uint1
 	return atoi(d.t, f[0]), parseAddr(d.t, f[1])
 }
 
+// dial connects to a listener of the driver at local from the same
+// loopback address.
+func (d *driver) dial(local netip.AddrPort) (fd int, peer netip.AddrPort) {
+	d.t.Helper()
+	family := 4
+	if local.Addr().Is6() {
+		family = 6
+	}
+	a := local.Addr().String()
+	return d.connect(family, a, a, local.Port(), 0)
+}
+
+// setup starts a toad and a driver with the library asking it.
+func setup(t *testing.T, lc libc, opts ...toadOption) (*toad, *driver) {
+	t.Helper()
+	td := startToad(t, nil, opts...)
+	return td, startDriver(t, lc, true, env(td.path)...)
+}
+
 func atoi(t testing.TB, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)

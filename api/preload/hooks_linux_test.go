@@ -52,10 +52,9 @@ var (
 
 var scenarios = []scenario{
 	{"accept", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p1 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p1 := d.dial(local)
 		td.insert(p1, local, cli4)
 		r := d.result("accept %d 128", l)
 		want := result{fd: r.fd, len: "16", addr: inet(4, addrPort(cli4)), kpeer: inet(4, p1), intact: true}
@@ -65,7 +64,7 @@ var scenarios = []scenario{
 		if g := d.result("getpeername %d 128", r.fd); g != want {
 			t.Errorf("getpeername: %+v, want %+v", g, want)
 		}
-		_, p2 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p2 := d.dial(local)
 		td.insert(p2, local, cli4b)
 		if r := d.result("accept4 %d 128", l); r.addr != inet(4, addrPort(cli4b)) || r.len != "16" {
 			t.Errorf("accept4: %+v, want %s", r, inet(4, addrPort(cli4b)))
@@ -80,10 +79,9 @@ var scenarios = []scenario{
 	}},
 
 	{"null address", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		r := d.result("accept %d -1", l)
 		if r.len != "-" {
@@ -102,12 +100,11 @@ var scenarios = []scenario{
 	}},
 
 	{"short buffer", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
 		sa := sockaddr4(addrPort(cli4))
 		for _, capacity := range []int{8, 0, 15} {
-			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			_, p := d.dial(local)
 			td.insert(p, local, cli4)
 			r := d.result("accept %d %d", l, capacity)
 			want := result{fd: r.fd, len: "16", addr: "cut:" + hex.EncodeToString(sa[:capacity]), kpeer: inet(4, p), intact: true}
@@ -120,7 +117,7 @@ var scenarios = []scenario{
 		}
 		// A dual-stack socket's address needs 28 bytes: 16 hold a part.
 		l6, local6 := d.listen(6, "::")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local6.Port(), 0)
+		_, p := d.dial(local6)
 		td.insert(p, local6, cli4)
 		sa6 := sockaddr6(addrPort(cli4))
 		r := d.result("accept %d 16", l6)
@@ -131,17 +128,16 @@ var scenarios = []scenario{
 	}},
 
 	{"ipv4 client on ipv6 socket", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(6, "::")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		r := d.result("accept %d 128", l)
 		if want := (result{fd: r.fd, len: "28", addr: inet(6, addrPort(cli4)), kpeer: inet(6, p), intact: true}); r != want {
 			t.Errorf("accept: %+v, want %+v", r, want)
 		}
 		// A dialect without a port gives port 0, never the proxy's.
-		_, p = d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p = d.dial(local)
 		noPort := toa.Client{Dialect: toa.Kind28V4, Addr: netip.MustParseAddr("192.0.2.9")}
 		td.insert(p, local, noPort)
 		if r := d.result("accept %d 128", l); r.addr != "inet6:[::ffff:192.0.2.9]:0" {
@@ -149,7 +145,7 @@ var scenarios = []scenario{
 		}
 		// An IPv6 peer and client on the same socket.
 		l6, local6 := d.listen(6, "::1")
-		_, p6 := d.connect(6, "::1", "::1", local6.Port(), 0)
+		_, p6 := d.dial(local6)
 		td.insert(p6, local6, cli6)
 		if r := d.result("accept %d 128", l6); r.addr != inet(6, addrPort(cli6)) || r.len != "28" {
 			t.Errorf("IPv6 client: %+v, want %s", r, inet(6, addrPort(cli6)))
@@ -158,15 +154,14 @@ var scenarios = []scenario{
 	}},
 
 	{"ipv6 client on ipv4 socket", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p1 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p1 := d.dial(local)
 		td.insert(p1, local, cli6)
 		if r := d.result("accept %d 128", l); r.addr != inet(6, addrPort(cli6)) || r.len != "28" || !r.intact {
 			t.Errorf("room for 28 bytes: %+v, want %s", r, inet(6, addrPort(cli6)))
 		}
-		_, p2 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p2 := d.dial(local)
 		td.insert(p2, local, cli6)
 		r := d.result("accept %d 16", l)
 		if want := (result{fd: r.fd, len: "16", addr: inet(4, p2), kpeer: inet(4, p2), intact: true}); r != want {
@@ -183,12 +178,11 @@ var scenarios = []scenario{
 	}},
 
 	{"getsockopt 4096", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		ctl := startDriver(t, lc, false)
 		l, local := d.listen(4, "127.0.0.1")
 		accept := func(c toa.Client, capacity int) (fd, client int) {
-			cfd, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			cfd, p := d.dial(local)
 			if c.IsZero() {
 				td.markAbsent(p, local)
 			} else {
@@ -241,8 +235,7 @@ var scenarios = []scenario{
 	}},
 
 	{"not tcp", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		ctl := startDriver(t, lc, false)
 		for _, cmd := range []string{"udp 4 127.0.0.1", "udp 6 ::1"} {
 			if r := d.result("%s", cmd); r.addr != r.kpeer || r.addr == "" {
@@ -258,7 +251,7 @@ var scenarios = []scenario{
 		}
 		// An outgoing connection's peer is the server it dialed.
 		_, local := d.listen(4, "127.0.0.1")
-		c, _ := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		c, _ := d.dial(local)
 		if r := d.result("getpeername %d 128", c); r.addr != inet(4, local) {
 			t.Errorf("outgoing connection: %+v, want %s", r, inet(4, local))
 		}
@@ -275,8 +268,7 @@ var scenarios = []scenario{
 	{"threads, shared table", func(t *testing.T, lc libc) { threadsScenario(t, lc, true) }},
 
 	{"shared table", func(t *testing.T, lc libc) {
-		td := startToad(t, nil, shared())
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc, shared())
 		l, local := d.listen(4, "127.0.0.1")
 		for i, tc := range []struct {
 			client   toa.Client
@@ -288,7 +280,7 @@ var scenarios = []scenario{
 			{cli6, 128, inet(6, addrPort(cli6))},
 			{cli6, 16, ""}, // the kernel's address: no room for the IPv6 client
 		} {
-			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			_, p := d.dial(local)
 			td.insert(p, local, tc.client)
 			td.waitApplied(1)
 			want := tc.want
@@ -299,7 +291,7 @@ var scenarios = []scenario{
 				t.Errorf("accept %d: %+v, want %s", i, r, want)
 			}
 		}
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		td.waitApplied(1)
 		fd := d.result("accept %d -1", l).fd
@@ -315,16 +307,15 @@ var scenarios = []scenario{
 	}},
 
 	{"shared table without closed connections", func(t *testing.T, lc libc) {
-		td := startToad(t, nil, shared())
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc, shared())
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		td.waitApplied(1)
 		d.result("accept %d 128", l) // maps the table
 		// A connection that closed before accept: its 4-tuple may be a
 		// new connection's already, which only the table can tell.
-		_, p = d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p = d.dial(local)
 		td.insert(p, local, cli4b)
 		td.finish(p, local)
 		td.waitApplied(2)
@@ -339,12 +330,11 @@ var scenarios = []scenario{
 	}},
 
 	{"shared table of a crashed toad", func(t *testing.T, lc libc) {
-		td := startToad(t, nil, shared())
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc, shared())
 		l, local := d.listen(4, "127.0.0.1")
 		td.shared.StopHeartbeat()
 		for range 3 {
-			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			_, p := d.dial(local)
 			td.insert(p, local, cli4)
 			td.waitApplied(1)
 			if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4)) {
@@ -359,15 +349,14 @@ var scenarios = []scenario{
 	}},
 
 	{"reused descriptors", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
 
 		// dup2 puts another socket behind a descriptor the library knows.
-		_, p1 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p1 := d.dial(local)
 		td.insert(p1, local, cli4)
 		a := d.result("accept %d 128", l).fd
-		_, p2 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p2 := d.dial(local)
 		b := atoi(t, d.ok("rawaccept %d", l)[0])
 		d.ok("dup2 %d %d", b, a)
 		if r := d.result("getpeername %d 128", a); r.addr != inet(4, p2) {
@@ -376,7 +365,7 @@ var scenarios = []scenario{
 
 		// close_range, then a new connection on the same 4-tuple lands on
 		// the same descriptor number behind the library's back.
-		c3, p3 := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		c3, p3 := d.dial(local)
 		td.insert(p3, local, cli4)
 		fd := d.result("accept %d 128", l).fd
 		d.ok("close %d rst", c3)
@@ -410,8 +399,7 @@ var scenarios = []scenario{
 	}},
 
 	{"untrusted peer", func(t *testing.T, lc libc) {
-		td := startToad(t, nil, trusting("192.0.2.0/24", "2001:db8::/32"))
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc, trusting("192.0.2.0/24", "2001:db8::/32"))
 		l, local := d.listen(4, "127.0.0.1")
 		const n = 10
 		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
@@ -435,7 +423,7 @@ var scenarios = []scenario{
 		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
 			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
 		}
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		fd := d.result("accept %d -1", l).fd
 		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, p) {
 			t.Errorf("getpeername: %+v, want %s", r, inet(4, p))
@@ -487,7 +475,7 @@ var scenarios = []scenario{
 		path := socketPath(t)
 		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1ms")...)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		if r := d.result("accept %d 128", l); r.addr != inet(4, p) {
 			t.Fatalf("without toad: %+v, want the kernel's %s", r, inet(4, p))
 		}
@@ -496,7 +484,7 @@ var scenarios = []scenario{
 			if i == 1000 {
 				t.Fatal("the library did not come back to toad in 1000 connections")
 			}
-			_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+			_, p := d.dial(local)
 			td.insert(p, local, cli4)
 			if r := d.result("accept %d 128", l); r.addr == inet(4, addrPort(cli4)) {
 				break
@@ -510,7 +498,7 @@ var scenarios = []scenario{
 		td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
 		d := startDriver(t, lc, true, env(td.path)...)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		d.send("accept %d 128", l)
 		select {
 		case <-sig.started:
@@ -554,11 +542,11 @@ var scenarios = []scenario{
 		})
 		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=100ms")
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		if r := d.result("accept %d 128", l); r.addr != inet(4, p) {
 			t.Errorf("unanswered lookup: %+v, want the kernel's %s after the wait", r, inet(4, p))
 		}
-		d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		d.dial(local)
 		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4b)) {
 			t.Errorf("second lookup: %+v, want its own answer %s", r, inet(4, addrPort(cli4b)))
 		}
@@ -597,7 +585,7 @@ var scenarios = []scenario{
 		td := startToad(t, nil)
 		d := startDriver(t, lc, true, env(td.path, "LD_PRELOAD="+lc.reenter+" "+lc.lib)...)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		fd := d.result("accept %d -1", l).fd
 		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, addrPort(cli4)) {
@@ -607,10 +595,9 @@ var scenarios = []scenario{
 	}},
 
 	{"own descriptor", func(t *testing.T, lc libc) {
-		td := startToad(t, nil)
-		d := startDriver(t, lc, true, env(td.path)...)
+		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		td.insert(p, local, cli4)
 		d.result("accept %d 128", l)
 		f := d.ok("ownfds")
@@ -727,16 +714,15 @@ func forkScenario(t *testing.T, lc libc, sharedTable bool) {
 	if sharedTable {
 		opts = append(opts, shared())
 	}
-	td := startToad(t, nil, opts...)
-	d := startDriver(t, lc, true, env(td.path)...)
+	td, d := setup(t, lc, opts...)
 	l, local := d.listen(4, "127.0.0.1")
-	_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+	_, p := d.dial(local)
 	td.insert(p, local, cli4)
 	d.result("accept %d 128", l) // the parent's connection to toad is open
 	want := map[string]string{}
 	const each = 5
 	for i := range 2 * each {
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		c := client4(fmt.Sprintf("203.0.113.%d:%d", 10+i, 1000+i))
 		td.insert(p, local, c)
 		want[inet(4, p)] = inet(4, addrPort(c))
@@ -787,13 +773,12 @@ func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
 	if sharedTable {
 		opts = append(opts, shared())
 	}
-	td := startToad(t, nil, opts...)
-	d := startDriver(t, lc, true, env(td.path)...)
+	td, d := setup(t, lc, opts...)
 	l, local := d.listen(4, "127.0.0.1")
 	const threads, each = 8, 25
 	want := map[string]string{}
 	for i := range threads * each {
-		_, p := d.connect(4, "127.0.0.1", "127.0.0.1", local.Port(), 0)
+		_, p := d.dial(local)
 		c := client4(fmt.Sprintf("198.51.100.%d:%d", i%250+1, 2000+i))
 		td.insert(p, local, c)
 		want[inet(4, p)] = inet(4, addrPort(c))
