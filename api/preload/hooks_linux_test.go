@@ -540,7 +540,9 @@ var scenarios = []scenario{
 				*held = nil
 			}
 		})
-		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=100ms")
+		// The first lookup must run out of time; the second has a second
+		// for an answer sent at once.
+		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=1s")
 		l, local := d.listen(4, "127.0.0.1")
 		_, p := d.dial(local)
 		if r := d.result("accept %d 128", l); r.addr != inet(4, p) {
@@ -564,7 +566,7 @@ var scenarios = []scenario{
 			out[2] = 2 // a toad of a later protocol
 			w.send(&out)
 		})
-		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_RETRY=1h", "TOAD_PRELOAD_DEBUG=1")
+		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1h", "TOAD_PRELOAD_DEBUG=1")...)
 		l, local := d.listen(4, "127.0.0.1")
 		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d 5", local.Port())
 		if got := d.do("acceptn %d 5 128", l); got != "ok kernel=5 other=0" {
