@@ -374,13 +374,22 @@ func (s *Server) trusts(a netip.Addr) bool {
 	return false
 }
 
-// writeWelcome sends a WELCOME frame with the shared table's descriptor.
+// writeWelcome sends a WELCOME frame with the shared table's descriptor,
+// or without the table once it is closed.
 func (s *Server) writeWelcome(c *net.UnixConn, f *Frame) bool {
 	if s.cfg.Shared == nil {
 		return s.write(c, f)
 	}
-	c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, _, err := c.WriteMsgUnix(f[:], s.cfg.Shared.rights(), nil); err != nil {
+	var err error
+	sent := s.cfg.Shared.withRights(func(oob []byte) {
+		c.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, _, err = c.WriteMsgUnix(f[:], oob, nil)
+	})
+	if !sent {
+		f[9] &^= FlagSharedTable
+		return s.write(c, f)
+	}
+	if err != nil {
 		s.c.writeErrors.Add(1)
 		return false
 	}

@@ -202,3 +202,21 @@ func TestNewSharedTableChecksSize(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedTableClosedIsNotPassed shows that a closed table's descriptor
+// number, which may be another file's by then, is never passed.
+func TestSharedTableClosedIsNotPassed(t *testing.T) {
+	table, _ := correlate.New(correlate.Config{})
+	defer table.Close()
+	s, err := NewSharedTable(table, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.withRights(func([]byte) {}) {
+		t.Fatal("an open table's descriptor is not passed")
+	}
+	s.Close()
+	if s.withRights(func([]byte) { t.Error("a closed table's descriptor is passed") }) {
+		t.Error("withRights says it passed a closed table")
+	}
+}

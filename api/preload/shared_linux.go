@@ -51,6 +51,11 @@ type SharedTable struct {
 	done    chan struct{}
 	closeMu sync.Once
 
+	// fdMu keeps fd open while a WELCOME passes it: a closed descriptor's
+	// number may be another file's by then.
+	fdMu   sync.RWMutex
+	closed bool
+
 	entries, published, removed, full, rebuilds atomic.Uint64
 
 	// For tests, run by the writer: do runs functions; noBeat stops the
@@ -119,11 +124,18 @@ func NewSharedTable(src Source, slots int) (*SharedTable, error) {
 	return s, nil
 }
 
-// FD is the memfd the libraries map; it stays open until Close.
-func (s *SharedTable) FD() int { return s.fd }
-
-// rights is the control message that passes the table's descriptor.
-func (s *SharedTable) rights() []byte { return unix.UnixRights(s.fd) }
+// withRights calls send with the control message that passes the
+// table's descriptor, which stays open meanwhile; after Close it calls
+// nothing and returns false.
+func (s *SharedTable) withRights(send func(oob []byte)) bool {
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	if s.closed {
+		return false
+	}
+	send(unix.UnixRights(s.fd))
+	return true
+}
 
 // Size is the shared table's size in bytes.
 func (s *SharedTable) Size() int { return len(s.mem) }
@@ -321,7 +333,10 @@ func (s *SharedTable) Close() error {
 		atomic.StoreUint32(s.u32(hdrState), stateDead)
 		unix.Fallocate(s.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, sharedHeader, int64(len(s.mem)-sharedHeader))
 		unix.Munmap(s.mem)
+		s.fdMu.Lock()
+		s.closed = true
 		unix.Close(s.fd)
+		s.fdMu.Unlock()
 	})
 	return nil
 }

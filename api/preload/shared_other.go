@@ -23,9 +23,8 @@ func NewSharedTable(Source, int) (*SharedTable, error) {
 	return nil, errors.New("preload: shared tables need Linux")
 }
 
-func (s *SharedTable) FD() int        { return -1 }
-func (s *SharedTable) rights() []byte { return nil }
-func (s *SharedTable) Size() int      { return 0 }
+func (s *SharedTable) withRights(func(oob []byte)) bool { return false }
+func (s *SharedTable) Size() int                        { return 0 }
 
 // SharedStats are a SharedTable's counters.
 type SharedStats struct{ Entries, Published, Removed, Full, Rebuilds uint64 }
