@@ -6,12 +6,14 @@ FUZZTIME ?= 10s
 
 all: build
 
-# build compiles the commands under cmd/ into static binaries in bin/.
+# build compiles the commands under cmd/ into static binaries in bin/,
+# and the preload library for glibc and musl (preload/Makefile).
 build:
 	@if [ -n "$$(find cmd -name '*.go' 2>/dev/null)" ]; then \
 	  echo "CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/..."; \
 	  CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...; \
 	else echo "build: no commands under cmd/ yet"; fi
+	$(MAKE) -C preload OUT=$(CURDIR)/bin
 
 # deploy-check tests the Dockerfile and the Kubernetes manifests (the deploy/
 # module) and checks that the binaries build made are static.
