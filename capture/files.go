@@ -52,8 +52,8 @@ type File struct {
 	// SameAs is, for a file named twice, the name it was first given as;
 	// such a file is read once, under that name.
 	SameAs string
-	// Start is the time of its first packet, as its header says; zero
-	// when it holds none or it could not be read ahead.
+	// Start is the time of its first packet; zero when it holds none or
+	// it could not be read ahead.
 	Start time.Time
 	// First and Last are the earliest and latest capture times of its
 	// records; zero when it has none.
@@ -138,6 +138,7 @@ func openFile(name string) (io.ReadCloser, error) {
 type mergeFile struct {
 	File
 	rank    int       // position in capture order
+	empty   bool      // it holds no packet
 	ahead   io.Reader // for standard input: what was read ahead, then the rest
 	started bool
 	full    chan *recordBatch // batches read, closed after the last
@@ -184,7 +185,7 @@ func (m *merge) plan(names []string) ([]*mergeFile, error) {
 		}
 		br := bufio.NewReaderSize(rc, peekLen)
 		b, _ := br.Peek(peekLen) // a shorter file, or a read error Replay will meet again
-		f.Start = firstPacketTime(b)
+		f.Start, f.empty = firstPacketTime(b)
 		if name == "-" {
 			f.ahead = br // standard input is read once
 		} else {
@@ -193,9 +194,10 @@ func (m *merge) plan(names []string) ([]*mergeFile, error) {
 		files = append(files, f)
 	}
 	// Files with no known start go first, so that an unreadable one fails
-	// before anything is printed, then the rest by start and name.
+	// before anything is printed, then the rest by start and name, then
+	// those without packets.
 	slices.SortStableFunc(files, func(a, b *mergeFile) int {
-		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(cmpBool(a.empty, b.empty), a.Start.Compare(b.Start), cmp.Compare(a.Name, b.Name))
 	})
 	for i, f := range files {
 		f.rank = i
@@ -203,21 +205,32 @@ func (m *merge) plan(names []string) ([]*mergeFile, error) {
 	return files, nil
 }
 
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
 // firstPacketTime reads the time of the first packet of a capture that
-// starts with b, the zero time when b does not hold one whole.
-func firstPacketTime(b []byte) time.Time {
+// starts with b: the zero time when b does not hold one whole, and empty
+// set when b is a whole capture of no packet.
+func firstPacketTime(b []byte) (first time.Time, empty bool) {
 	var r io.Reader = bytes.NewReader(b)
 	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return time.Time{}
+			return time.Time{}, false
 		}
 		r = bufio.NewReaderSize(zr, peekLen)
 	}
 	br := bufio.NewReader(r)
 	magic, err := br.Peek(4)
 	if err != nil {
-		return time.Time{}
+		return time.Time{}, false
 	}
 	var src interface {
 		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
@@ -226,23 +239,23 @@ func firstPacketTime(b []byte) time.Time {
 	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
 		pr, err := pcapgo.NewReader(br)
 		if err != nil {
-			return time.Time{}
+			return time.Time{}, false
 		}
 		src = pr
 	case magicPCAPNG:
 		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
-			return time.Time{}
+			return time.Time{}, false
 		}
 		src = nr
 	default:
-		return time.Time{}
+		return time.Time{}, false
 	}
 	_, ci, err := src.ReadPacketData()
 	if err != nil {
-		return time.Time{}
+		return time.Time{}, err == io.EOF // pcapgo's own EOF: the capture ends cleanly
 	}
-	return ci.Timestamp
+	return ci.Timestamp, false
 }
 
 // run reads the files and merges their records into the sink.
@@ -311,7 +324,16 @@ func (m *merge) run(files []*mergeFile) error {
 			heap.Fix(&active, 0)
 		}
 	}
-	if m.exp != nil && !m.last.IsZero() {
+	if m.exp == nil {
+		return nil
+	}
+	// The clock ends at the capture's last record, passed on or not.
+	for _, f := range files {
+		if f.Last.After(m.last) {
+			m.last = f.Last
+		}
+	}
+	if !m.last.IsZero() {
 		m.exp.Expire(m.last)
 	}
 	return nil
