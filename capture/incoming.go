@@ -19,24 +19,36 @@ import (
 // connection whose handshake the capture missed is not recognised, and
 // its server's FIN or RST passes.
 //
-// Its memory follows the connections open at once: the server's side of a
-// connection is forgotten Linger (capture time, see Expire) after either
-// side's FIN or RST. Incoming is not safe for concurrent use. Its zero
-// value is not usable; use NewIncoming.
+// Its memory follows the connections open at once. The server's side of
+// a connection is forgotten Linger (capture time, see Expire) after the
+// server's FIN or RST or the peer's RST, or HalfClosed after the peer's
+// FIN when the server sends no FIN or RST: the server may go on sending
+// for a while after the peer's FIN. Incoming is not safe for concurrent
+// use. Its zero value is not usable; use NewIncoming.
 type Incoming struct {
 	next    Sink
 	exp     Expirer // next as an Expirer, or nil
 	linger  int64
-	servers map[flowKey]int64 // the server's side of each connection: 0 while open, else when it began closing
-	ending  []ending          // closing connections in the order they began, from ending[head]
-	head    int
+	servers map[flowKey]side // the server's side of each connection
+	closed  queue            // server sides closed, in the order they closed
+	half    queue            // server sides whose peer sent a FIN, in that order
 }
 
-// ending is a connection that began closing at t.
-type ending struct {
-	k flowKey
-	t int64
+// HalfClosed is how long, in capture time, Incoming waits for the
+// server's FIN or RST after the peer's FIN.
+const HalfClosed = 15 * time.Minute
+
+// side is the state of a server's side of a connection.
+type side struct {
+	state uint8
+	at    int64 // when it entered the state, Unix nanoseconds
 }
+
+const (
+	sideOpen   = iota
+	sideHalf   // the peer sent a FIN
+	sideClosed // the server sent a FIN or RST, or the peer a RST
+)
 
 // flowKey is one direction of a connection, source then destination,
 // addresses in their 16-byte form.
@@ -49,15 +61,49 @@ func flowOf(src, dst netip.AddrPort) flowKey {
 	return flowKey{src: src.Addr().Unmap().As16(), dst: dst.Addr().Unmap().As16(), sport: src.Port(), dpt: dst.Port()}
 }
 
+// queue is a FIFO of server sides that entered a state, by time.
+type queue struct {
+	q    []queued
+	head int
+}
+
+type queued struct {
+	k flowKey
+	s side
+}
+
+func (q *queue) push(k flowKey, s side) {
+	if q.head > 0 && q.head >= len(q.q)/2 {
+		n := copy(q.q, q.q[q.head:])
+		q.q, q.head = q.q[:n], 0
+	}
+	q.q = append(q.q, queued{k, s})
+}
+
+// expire forgets the sides of q that entered their state by cut and are
+// still in it.
+func (q *queue) expire(cut int64, servers map[flowKey]side) {
+	for q.head < len(q.q) && q.q[q.head].s.at <= cut {
+		e := q.q[q.head]
+		if servers[e.k] == e.s {
+			delete(servers, e.k)
+		}
+		q.head++
+	}
+	if q.head == len(q.q) {
+		q.q, q.head = q.q[:0], 0
+	}
+}
+
 // NewIncoming returns an Incoming passing what the server received to
 // next. linger is how long, in capture time, the server's side of a
-// closing connection is still recognised (its FIN may come after the
-// peer's, and be retransmitted); 0 means a minute.
+// closed connection is still recognised (its FIN may be retransmitted);
+// 0 means a minute.
 func NewIncoming(next Sink, linger time.Duration) *Incoming {
 	if linger <= 0 {
 		linger = time.Minute
 	}
-	in := &Incoming{next: next, linger: int64(linger), servers: map[flowKey]int64{}}
+	in := &Incoming{next: next, linger: int64(linger), servers: map[flowKey]side{}}
 	in.exp, _ = next.(Expirer)
 	return in
 }
@@ -66,54 +112,47 @@ func NewIncoming(next Sink, linger time.Duration) *Incoming {
 func (in *Incoming) Observe(r *decode.Record) {
 	switch {
 	case r.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK:
-		in.servers[flowOf(r.Peer, r.Local)] = 0 // a new connection on the key is open again
+		in.servers[flowOf(r.Peer, r.Local)] = side{state: sideOpen} // a new connection on the key is open again
 		return
 	case r.Flags&(decode.FIN|decode.RST) != 0:
-		if t, ok := in.servers[flowOf(r.Peer, r.Local)]; ok {
-			if t == 0 {
-				in.closing(flowOf(r.Peer, r.Local), r.Time)
+		k := flowOf(r.Peer, r.Local)
+		if s, ok := in.servers[k]; ok {
+			if s.state != sideClosed {
+				in.set(k, sideClosed, r.Time)
 			}
 			return // the server's own
 		}
-		if k := flowOf(r.Local, r.Peer); in.servers[k] == 0 {
-			if _, ok := in.servers[k]; ok {
-				in.closing(k, r.Time) // the peer's: the server's FIN or RST may follow
+		k = flowOf(r.Local, r.Peer)
+		if s, ok := in.servers[k]; ok {
+			switch {
+			case r.Flags&decode.RST != 0 && s.state != sideClosed:
+				in.set(k, sideClosed, r.Time)
+			case s.state == sideOpen:
+				in.set(k, sideHalf, r.Time) // the server's FIN may follow
 			}
 		}
 	}
 	in.next.Observe(r)
 }
 
-// closing marks the server's side k as closing at ts.
-func (in *Incoming) closing(k flowKey, ts time.Time) {
-	t := ts.UnixNano()
-	if t == 0 {
-		t = 1 // 0 means open
+// set moves the server side k to state at ts.
+func (in *Incoming) set(k flowKey, state uint8, ts time.Time) {
+	s := side{state: state, at: ts.UnixNano()}
+	in.servers[k] = s
+	if state == sideHalf {
+		in.half.push(k, s)
+	} else {
+		in.closed.push(k, s)
 	}
-	in.servers[k] = t
-	if in.head > 0 && in.head >= len(in.ending)/2 {
-		n := copy(in.ending, in.ending[in.head:])
-		in.ending, in.head = in.ending[:n], 0
-	}
-	in.ending = append(in.ending, ending{k, t})
 }
 
-// Expire forgets the server's side of connections that began closing
-// Linger or longer before now, then expires next if it is an Expirer,
-// returning what next removed.
+// Expire forgets the server sides closed Linger or longer before now, and
+// those whose peer sent a FIN HalfClosed or longer before now, then
+// expires next if it is an Expirer, returning what next removed.
 func (in *Incoming) Expire(now time.Time) int {
 	if !now.IsZero() {
-		cut := now.UnixNano() - in.linger
-		for in.head < len(in.ending) && in.ending[in.head].t <= cut {
-			e := in.ending[in.head]
-			if in.servers[e.k] == e.t { // not reopened since
-				delete(in.servers, e.k)
-			}
-			in.head++
-		}
-		if in.head == len(in.ending) {
-			in.ending, in.head = in.ending[:0], 0
-		}
+		in.closed.expire(now.UnixNano()-in.linger, in.servers)
+		in.half.expire(now.UnixNano()-int64(HalfClosed), in.servers)
 	}
 	if in.exp != nil {
 		return in.exp.Expire(now)

@@ -64,7 +64,21 @@ func TestIncoming(t *testing.T) {
 			{seg(true, decode.FIN|decode.ACK, 4), true},
 			{seg(false, decode.FIN|decode.ACK, 5), false},
 			{seg(false, decode.FIN|decode.ACK, 6), false}, // retransmitted
-		}, linger + 4, 0},
+		}, linger + 5, 0},
+		{"the server's FIN long after the peer's", []step{
+			{seg(false, decode.SYN|decode.ACK, 1), false},
+			{seg(true, decode.FIN|decode.ACK, 2), true},
+			{seg(false, decode.ACK|decode.PSH, 3), true},
+			{seg(false, decode.FIN|decode.ACK, 10*time.Minute), false},
+		}, 10*time.Minute + linger, 0},
+		{"half closed, the server's FIN never seen", []step{
+			{seg(false, decode.SYN|decode.ACK, 1), false},
+			{seg(true, decode.FIN|decode.ACK, 2), true},
+		}, capture.HalfClosed + 2, 0},
+		{"half closed, within its time", []step{
+			{seg(false, decode.SYN|decode.ACK, 1), false},
+			{seg(true, decode.FIN|decode.ACK, 2), true},
+		}, capture.HalfClosed + 1, 1},
 		{"server closes first", []step{
 			{seg(false, decode.SYN|decode.ACK, 1), false},
 			{seg(false, decode.FIN|decode.ACK, 5), false},
