@@ -29,19 +29,24 @@ type Incoming struct {
 	next    Sink
 	exp     Expirer // next as an Expirer, or nil
 	linger  int64
-	servers map[flowKey]side // the server's side of each connection
-	closed  queue            // server sides closed, in the order they closed
-	half    queue            // server sides whose peer sent a FIN, in that order
+	servers map[flowKey]uint32 // the server's side of each connection, as a node
+	nodes   []side             // the nodes, from index 1; 0 is no node
+	free    []uint32
+	half    list // server sides whose peer sent a FIN, in that order
+	closed  list // server sides closed, in the order they closed
 }
 
 // HalfClosed is how long, in capture time, Incoming waits for the
 // server's FIN or RST after the peer's FIN.
 const HalfClosed = 15 * time.Minute
 
-// side is the state of a server's side of a connection.
+// side is the state of a server's side of a connection, and its links in
+// the list of its state.
 type side struct {
-	state uint8
-	at    int64 // when it entered the state, Unix nanoseconds
+	k          flowKey
+	state      uint8
+	at         int64 // when it entered the state, Unix nanoseconds
+	prev, next uint32
 }
 
 const (
@@ -61,38 +66,44 @@ func flowOf(src, dst netip.AddrPort) flowKey {
 	return flowKey{src: src.Addr().Unmap().As16(), dst: dst.Addr().Unmap().As16(), sport: src.Port(), dpt: dst.Port()}
 }
 
-// queue is a FIFO of server sides that entered a state, by time.
-type queue struct {
-	q    []queued
-	head int
+// list is a doubly linked list of nodes, oldest first.
+type list struct{ head, tail uint32 }
+
+func (in *Incoming) push(l *list, n uint32) {
+	s := &in.nodes[n]
+	s.prev, s.next = l.tail, 0
+	if l.tail != 0 {
+		in.nodes[l.tail].next = n
+	} else {
+		l.head = n
+	}
+	l.tail = n
 }
 
-type queued struct {
-	k flowKey
-	s side
+func (in *Incoming) unlink(l *list, n uint32) {
+	s := &in.nodes[n]
+	if s.prev != 0 {
+		in.nodes[s.prev].next = s.next
+	} else {
+		l.head = s.next
+	}
+	if s.next != 0 {
+		in.nodes[s.next].prev = s.prev
+	} else {
+		l.tail = s.prev
+	}
+	s.prev, s.next = 0, 0
 }
 
-func (q *queue) push(k flowKey, s side) {
-	if q.head > 0 && q.head >= len(q.q)/2 {
-		n := copy(q.q, q.q[q.head:])
-		q.q, q.head = q.q[:n], 0
+// listOf returns the list of a node in state, nil for an open one.
+func (in *Incoming) listOf(state uint8) *list {
+	switch state {
+	case sideHalf:
+		return &in.half
+	case sideClosed:
+		return &in.closed
 	}
-	q.q = append(q.q, queued{k, s})
-}
-
-// expire forgets the sides of q that entered their state by cut and are
-// still in it.
-func (q *queue) expire(cut int64, servers map[flowKey]side) {
-	for q.head < len(q.q) && q.q[q.head].s.at <= cut {
-		e := q.q[q.head]
-		if servers[e.k] == e.s {
-			delete(servers, e.k)
-		}
-		q.head++
-	}
-	if q.head == len(q.q) {
-		q.q, q.head = q.q[:0], 0
-	}
+	return nil
 }
 
 // NewIncoming returns an Incoming passing what the server received to
@@ -103,7 +114,7 @@ func NewIncoming(next Sink, linger time.Duration) *Incoming {
 	if linger <= 0 {
 		linger = time.Minute
 	}
-	in := &Incoming{next: next, linger: int64(linger), servers: map[flowKey]side{}}
+	in := &Incoming{next: next, linger: int64(linger), servers: map[flowKey]uint32{}, nodes: make([]side, 1)}
 	in.exp, _ = next.(Expirer)
 	return in
 }
@@ -112,37 +123,65 @@ func NewIncoming(next Sink, linger time.Duration) *Incoming {
 func (in *Incoming) Observe(r *decode.Record) {
 	switch {
 	case r.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK:
-		in.servers[flowOf(r.Peer, r.Local)] = side{state: sideOpen} // a new connection on the key is open again
+		k := flowOf(r.Peer, r.Local)
+		if n, ok := in.servers[k]; ok {
+			in.set(n, sideOpen, r.Time) // a new connection on the key is open again
+		} else {
+			in.servers[k] = in.alloc(k)
+		}
 		return
 	case r.Flags&(decode.FIN|decode.RST) != 0:
-		k := flowOf(r.Peer, r.Local)
-		if s, ok := in.servers[k]; ok {
-			if s.state != sideClosed {
-				in.set(k, sideClosed, r.Time)
+		if n, ok := in.servers[flowOf(r.Peer, r.Local)]; ok {
+			if in.nodes[n].state != sideClosed {
+				in.set(n, sideClosed, r.Time)
 			}
 			return // the server's own
 		}
-		k = flowOf(r.Local, r.Peer)
-		if s, ok := in.servers[k]; ok {
-			switch {
-			case r.Flags&decode.RST != 0 && s.state != sideClosed:
-				in.set(k, sideClosed, r.Time)
-			case s.state == sideOpen:
-				in.set(k, sideHalf, r.Time) // the server's FIN may follow
+		if n, ok := in.servers[flowOf(r.Local, r.Peer)]; ok {
+			switch st := in.nodes[n].state; {
+			case r.Flags&decode.RST != 0 && st != sideClosed:
+				in.set(n, sideClosed, r.Time)
+			case st == sideOpen:
+				in.set(n, sideHalf, r.Time) // the server's FIN may follow
 			}
 		}
 	}
 	in.next.Observe(r)
 }
 
-// set moves the server side k to state at ts.
-func (in *Incoming) set(k flowKey, state uint8, ts time.Time) {
-	s := side{state: state, at: ts.UnixNano()}
-	in.servers[k] = s
-	if state == sideHalf {
-		in.half.push(k, s)
+// alloc returns a new open node for k.
+func (in *Incoming) alloc(k flowKey) uint32 {
+	var n uint32
+	if l := len(in.free); l > 0 {
+		n = in.free[l-1]
+		in.free = in.free[:l-1]
 	} else {
-		in.closed.push(k, s)
+		n = uint32(len(in.nodes))
+		in.nodes = append(in.nodes, side{})
+	}
+	in.nodes[n] = side{k: k, state: sideOpen}
+	return n
+}
+
+// set moves node n to state at ts, at the end of its state's list.
+func (in *Incoming) set(n uint32, state uint8, ts time.Time) {
+	s := &in.nodes[n]
+	if l := in.listOf(s.state); l != nil {
+		in.unlink(l, n)
+	}
+	s.state, s.at = state, ts.UnixNano()
+	if l := in.listOf(state); l != nil {
+		in.push(l, n)
+	}
+}
+
+// expire forgets the nodes of l that entered their state by cut.
+func (in *Incoming) expire(l *list, cut int64) {
+	for l.head != 0 && in.nodes[l.head].at <= cut {
+		n := l.head
+		in.unlink(l, n)
+		delete(in.servers, in.nodes[n].k)
+		in.free = append(in.free, n)
 	}
 }
 
@@ -151,8 +190,8 @@ func (in *Incoming) set(k flowKey, state uint8, ts time.Time) {
 // expires next if it is an Expirer, returning what next removed.
 func (in *Incoming) Expire(now time.Time) int {
 	if !now.IsZero() {
-		in.closed.expire(now.UnixNano()-in.linger, in.servers)
-		in.half.expire(now.UnixNano()-int64(HalfClosed), in.servers)
+		in.expire(&in.closed, now.UnixNano()-in.linger)
+		in.expire(&in.half, now.UnixNano()-int64(HalfClosed))
 	}
 	if in.exp != nil {
 		return in.exp.Expire(now)

@@ -187,7 +187,7 @@ func (r *replayer) mapped(buf []byte) (err error) {
 // of the pages already read. A mapping's resident pages count as the
 // process's memory: without them a replay of a file of many gigabytes
 // would look that large, though the pages are the page cache's.
-const releaseEvery = 32 << 20
+const releaseEvery = 8 << 20
 
 // releaseBehind hands back the pages of buf, a mapping, from from to to
 // rounded down to a page, and returns where the next hand-back starts.

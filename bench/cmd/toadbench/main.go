@@ -2,8 +2,10 @@
 // instead, all in one run, and writes RESULTS.md and a chart of the
 // scaling run: replay against gopacket and tshark, the kernel filter live
 // in network namespaces, the connection table against ristretto, the gRPC
-// API against a bare gRPC echo, and how replay time and table memory grow
-// with the number of connections.
+// API against a bare gRPC echo, how replay time and table memory grow
+// with the number of connections, toad replay beside tshark as whole
+// processes, and the peak memory of toad replay on a capture of hours and
+// millions of connections.
 //
 //	go run ./bench/cmd/toadbench -out bench          # make bench
 //	go run ./bench/cmd/toadbench -quick -out bench/out # make bench-quick
@@ -55,11 +57,15 @@ type config struct {
 	ScaleData   float64
 	ScaleRounds int
 
+	ProcessConns  []int
+	ProcessRounds int
+	MemoryConns   int
+
 	args []string
 }
 
 // sections of the report, in order.
-var sections = []string{"replay", "kfilter", "table", "api", "scale"}
+var sections = []string{"replay", "kfilter", "table", "api", "scale", "process", "memory"}
 
 func (c *config) defaults() {
 	full := config{
@@ -69,6 +75,7 @@ func (c *config) defaults() {
 		TableKeys:   []int{1_000_000, 10_000_000}, TableRounds: 3,
 		APIPhase: 200 * time.Millisecond, APIRounds: 15, APIConns: 100_000, APIBatch: 1000,
 		ScaleSizes: []int{10_000, 100_000, 1_000_000, 10_000_000}, ScaleData: 0.5, ScaleRounds: 3,
+		ProcessConns: []int{920, 40_000}, ProcessRounds: 5, MemoryConns: 10_000_000,
 	}
 	if c.Quick {
 		full = config{
@@ -78,6 +85,7 @@ func (c *config) defaults() {
 			TableKeys:   []int{20_000}, TableRounds: 1,
 			APIPhase: 100 * time.Millisecond, APIRounds: 2, APIConns: 5000, APIBatch: 1000,
 			ScaleSizes: []int{1000, 10_000}, ScaleData: 0.5, ScaleRounds: 1,
+			ProcessConns: []int{920}, ProcessRounds: 3, MemoryConns: 100_000,
 		}
 	}
 	set := func(v *int, d int) {
@@ -103,6 +111,11 @@ func (c *config) defaults() {
 	set(&c.APIConns, full.APIConns)
 	set(&c.APIBatch, full.APIBatch)
 	set(&c.ScaleRounds, full.ScaleRounds)
+	set(&c.ProcessRounds, full.ProcessRounds)
+	set(&c.MemoryConns, full.MemoryConns)
+	if c.ProcessConns == nil {
+		c.ProcessConns = full.ProcessConns
+	}
 	if c.APIPhase == 0 {
 		c.APIPhase = full.APIPhase
 	}
@@ -143,12 +156,18 @@ func main() {
 	scaleSizes := fs.String("scale", "", "comma-separated connection counts of the scaling run (default 10000,100000,1000000,10000000; quick 1000,10000)")
 	fs.Float64Var(&c.ScaleData, "scale-data", 0, "share of plain data packets in the scaling run's traffic (default 0.5)")
 	fs.IntVar(&c.ScaleRounds, "scale-rounds", 0, "runs of each scaling size up to 1M, the median counting (default 3; quick 1)")
+	processConns := fs.String("process-conns", "", "comma-separated connection counts of the files toad replay and tshark read as whole processes (default 920,40000: 80 k and 3.5 M packets; quick 920)")
+	fs.IntVar(&c.ProcessRounds, "process-rounds", 0, "toad replay runs per file in the whole-process comparison, the median counting (default 5; quick 3)")
+	fs.IntVar(&c.MemoryConns, "memory-conns", 0, "connections in the capture whose replay's peak memory is measured (default 10000000; quick 100000)")
 	fs.Parse(os.Args[1:])
 	c.args = os.Args[1:]
 
 	var err error
 	if c.TableKeys, err = ints(*tableKeys); err == nil {
 		c.ScaleSizes, err = ints(*scaleSizes)
+	}
+	if err == nil {
+		c.ProcessConns, err = ints(*processConns)
 	}
 	if err == nil && *only != "" {
 		c.Only = map[string]bool{}

@@ -153,6 +153,73 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
+	// toad as its users run it, built once for the sections that run it.
+	var toadBin string
+	buildToad := func(dir string) (string, error) {
+		if toadBin != "" {
+			return toadBin, nil
+		}
+		bin, err := replaycmp.BuildToad(ctx, dir)
+		if err == nil {
+			toadBin = bin
+		}
+		return bin, err
+	}
+	binDir, err := os.MkdirTemp(c.TmpDir, "toadbench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+
+	step("process", func() error {
+		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin, err := buildToad(binDir)
+		if err != nil {
+			return err
+		}
+		var caps []*replaycmp.Capture
+		for i, n := range c.ProcessConns {
+			capt, err := replaycmp.WriteCapture(filepath.Join(dir, fmt.Sprintf("process-%d.pcap", i)), replaycmp.Mix{Conns: n, Data: c.Data, Seed: c.Seed})
+			if err != nil {
+				return err
+			}
+			logf("process: capture of %d connections, %d packets, %d MiB", n, capt.Packets, capt.Bytes>>20)
+			caps = append(caps, capt)
+		}
+		startup, err := replaycmp.MeasureStartup(ctx, bin, c.ProcessRounds)
+		if err != nil {
+			return err
+		}
+		res, err := replaycmp.CompareProcesses(ctx, caps, replaycmp.ProcessConfig{Toad: bin, Tshark: c.Tshark, Rounds: c.ProcessRounds, Dir: dir, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Process = &report.Process{Rounds: c.ProcessRounds, Startup: startup, Results: res}
+		return nil
+	})
+
+	step("memory", func() error {
+		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin, err := buildToad(binDir)
+		if err != nil {
+			return err
+		}
+		res, err := replaycmp.MeasureMemory(ctx, replaycmp.MemoryConfig{Conns: c.MemoryConns, Seed: c.Seed, Toad: bin, Path: filepath.Join(dir, "hours.pcap"), Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Memory = res
+		return nil
+	})
+
 	r.Took, r.LoadEnd = time.Since(start), report.LoadAverage()
 	if d := r.Disagreements(); len(d) > 0 {
 		errs = append(errs, fmt.Errorf("toad's mappings disagree with the ground truth: %s", strings.Join(d, "; ")))
