@@ -79,7 +79,7 @@ func parseReplay(args []string, help io.Writer) (replay.Config, bool, error) {
 		{"local", "to this local address (the server)", &cfg.Query.Local},
 		{"client", "whose TOA named this client", &cfg.Query.Client},
 	} {
-		fs.Func(e.name, "only the connections "+e.what+": an `address`, any port, or address:port ([2001:db8::1]:40001 for IPv6)", func(s string) error {
+		fs.Func(e.name, "only the connections "+e.what+": an `address` (any port) or address:port ([2001:db8::1]:40001 for IPv6)", func(s string) error {
 			v, err := replay.ParseEndpoint(s)
 			*e.to = v
 			return err
