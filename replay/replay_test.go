@@ -67,6 +67,19 @@ func writeHours(t *testing.T, dir string) ([]string, *gen.Truth) {
 	return names, truth
 }
 
+// hoursHere writes the capture in a directory of its own, which becomes
+// the working directory, and returns the files' names there.
+func hoursHere(t *testing.T) ([]string, *gen.Truth) {
+	t.Helper()
+	dir := t.TempDir()
+	names, truth := writeHours(t, dir)
+	t.Chdir(dir)
+	for i := range names {
+		names[i] = filepath.Base(names[i])
+	}
+	return names, truth
+}
+
 // life is a connection's lifetime as toad replay prints it.
 type life struct {
 	Peer, Local           netip.AddrPort
@@ -211,28 +224,12 @@ func golden(t *testing.T, name, got string) {
 		t.Fatalf("%v (go test ./replay -update writes it)", err)
 	}
 	if string(want) != got {
-		t.Errorf("output differs from %s (go test ./replay -update rewrites it):\n%s", path, lineDiff(string(want), got))
-	}
-}
-
-// lineDiff lists the lines only one side has.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for _, l := range w {
-		if !slices.Contains(g, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
+		diff := cmpLines(slices.Sorted(slices.Values(strings.Split(string(want), "\n"))), slices.Sorted(slices.Values(strings.Split(got, "\n"))))
+		if diff == "" {
+			diff = "(the same lines in another order)"
 		}
+		t.Errorf("output differs from %s (go test ./replay -update rewrites it):\n%s", path, diff)
 	}
-	for _, l := range g {
-		if !slices.Contains(w, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	if b.Len() == 0 {
-		return "(the same lines in another order)"
-	}
-	return b.String()
 }
 
 // TestHours replays the rotated three-hour capture and checks every
@@ -241,12 +238,7 @@ func lineDiff(want, got string) string {
 // 4-tuple or not; the output is the golden file's, byte for byte, however
 // the files are named.
 func TestHours(t *testing.T) {
-	dir := t.TempDir()
-	names, truth := writeHours(t, dir)
-	t.Chdir(dir)
-	for i := range names {
-		names[i] = filepath.Base(names[i])
-	}
+	names, truth := hoursHere(t)
 	want := expected(truth)
 	reused := 0
 	for _, l := range want {
@@ -331,12 +323,7 @@ func cmpLines(want, got []string) string {
 // the proxy reused: each answer is what the ground truth says, and the
 // golden file's.
 func TestQueries(t *testing.T) {
-	dir := t.TempDir()
-	names, truth := writeHours(t, dir)
-	t.Chdir(dir)
-	for i := range names {
-		names[i] = filepath.Base(names[i])
-	}
+	names, truth := hoursHere(t)
 	var lives []life
 	for _, l := range expected(truth) {
 		if !l.spoofed && !l.Client.IsZero() {

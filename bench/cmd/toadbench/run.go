@@ -170,17 +170,24 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return err
 	}
 	defer os.RemoveAll(binDir)
+	// scratch returns a directory for a section's files, removed by done,
+	// and the toad binary.
+	scratch := func() (dir, bin string, done func(), err error) {
+		if bin, err = buildToad(binDir); err != nil {
+			return "", "", nil, err
+		}
+		if dir, err = os.MkdirTemp(c.TmpDir, "toadbench-"); err != nil {
+			return "", "", nil, err
+		}
+		return dir, bin, func() { os.RemoveAll(dir) }, nil
+	}
 
 	step("process", func() error {
-		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		dir, bin, done, err := scratch()
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		bin, err := buildToad(binDir)
-		if err != nil {
-			return err
-		}
+		defer done()
 		var caps []*replaycmp.Capture
 		for i, n := range c.ProcessConns {
 			capt, err := replaycmp.WriteCapture(filepath.Join(dir, fmt.Sprintf("process-%d.pcap", i)), replaycmp.Mix{Conns: n, Data: c.Data, Seed: c.Seed})
@@ -203,15 +210,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	})
 
 	step("memory", func() error {
-		dir, err := os.MkdirTemp(c.TmpDir, "toadbench-")
+		dir, bin, done, err := scratch()
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		bin, err := buildToad(binDir)
-		if err != nil {
-			return err
-		}
+		defer done()
 		res, err := replaycmp.MeasureMemory(ctx, replaycmp.MemoryConfig{Conns: c.MemoryConns, Seed: c.Seed, Toad: bin, Path: filepath.Join(dir, "hours.pcap"), Logf: logf})
 		if err != nil {
 			return err
