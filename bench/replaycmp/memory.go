@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"time"
@@ -26,8 +24,8 @@ type MemoryConfig struct {
 	// Conns is how many connections the capture holds.
 	Conns int
 	Seed  uint64
-	// Toad is the toad binary (BuildToad builds one).
-	Toad string
+	// Tools are toad and the spawner (BuildTools builds them).
+	Tools Tools
 	// Path is where the capture is written; the caller removes it.
 	Path string
 	Logf func(format string, args ...any)
@@ -71,7 +69,8 @@ type MemoryResult struct {
 
 // MeasureMemory writes a capture of cfg.Conns connections in the
 // MemoryMix to cfg.Path, then runs toad replay --json on it as a whole
-// process, reading its output as it comes, and reports its peak memory.
+// process through the spawner, its output counted as it comes, and
+// reports its peak memory.
 func MeasureMemory(ctx context.Context, cfg MemoryConfig) (*MemoryResult, error) {
 	logf := cfg.Logf
 	if logf == nil {
@@ -117,31 +116,12 @@ func MeasureMemory(ctx context.Context, cfg MemoryConfig) (*MemoryResult, error)
 	logf("memory: capture of %d connections, %d packets, %d MiB over %v, written in %v",
 		res.Conns, res.Packets, res.Bytes>>20, res.Span.Round(time.Second), res.Generated.Round(time.Second))
 
-	cmd := exec.CommandContext(ctx, cfg.Toad, ToadArgs(cfg.Path)...)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	run, err := runProcess(ctx, cfg.Tools.Spawner, cfg.Tools.Toad, ToadArgs(cfg.Path), "", &stderr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("toad replay: %w", err)
 	}
-	begin := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	n, rerr := countLines(out)
-	if rerr != nil {
-		_, _ = io.Copy(io.Discard, out)
-	}
-	werr := cmd.Wait()
-	res.Wall = time.Since(begin)
-	if werr != nil {
-		return nil, fmt.Errorf("toad replay: %w: %s", werr, bytes.TrimSpace(stderr.Bytes()))
-	}
-	if rerr != nil {
-		return nil, rerr
-	}
-	ps := cmd.ProcessState
-	res.Printed, res.CPU, res.MaxRSS = n, ps.UserTime()+ps.SystemTime(), maxRSS(ps)
+	res.Wall, res.CPU, res.MaxRSS, res.Printed = run.wall, run.cpu, run.maxRSS, int(run.lines)
 	m := heldRE.FindSubmatch(stderr.Bytes())
 	if m == nil {
 		return nil, fmt.Errorf("toad replay's summary does not say how many connections it held: %s", stderr.Bytes())
@@ -153,19 +133,3 @@ func MeasureMemory(ctx context.Context, cfg MemoryConfig) (*MemoryResult, error)
 }
 
 var heldRE = regexp.MustCompile(`held at most (\d+) connections? at once`)
-
-// countLines counts the lines r holds.
-func countLines(r io.Reader) (int, error) {
-	buf := make([]byte, 1<<20)
-	n := 0
-	for {
-		k, err := r.Read(buf)
-		n += bytes.Count(buf[:k], []byte{'\n'})
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}

@@ -36,32 +36,43 @@ func ToadArgs(path string) []string {
 	return []string{"replay", "--json", "--trusted-proxies", TrustedFlag, path}
 }
 
-// BuildToad builds the toad command, as make build does, into dir and
-// returns its path. It runs the go command in the module holding this
-// package's source: the harness runs from the repository.
-func BuildToad(ctx context.Context, dir string) (string, error) {
+// Tools are the binaries the whole-process measurements run.
+type Tools struct {
+	// Toad is the toad command as make build builds it.
+	Toad string
+	// Spawner is bench/cmd/spawnrss, which starts each measured process
+	// so that its peak memory from wait4 is its own (see there).
+	Spawner string
+}
+
+// BuildTools builds toad, as make build does, and spawnrss into dir. It
+// runs the go command in the module of the working directory: the
+// harness runs from the repository.
+func BuildTools(ctx context.Context, dir string) (Tools, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return Tools{}, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not in the toad module: run the harness from the repository")
+		return Tools{}, errors.New("not in the toad module: run the harness from the repository")
 	}
-	bin := filepath.Join(dir, "toad")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/toad")
-	cmd.Dir = filepath.Dir(mod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/toad: %w\n%s", err, out)
+	t := Tools{Toad: filepath.Join(dir, "toad"), Spawner: filepath.Join(dir, "spawnrss")}
+	for _, b := range []struct{ bin, pkg string }{{t.Toad, "./cmd/toad"}, {t.Spawner, "./bench/cmd/spawnrss"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.bin, b.pkg)
+		cmd.Dir = filepath.Dir(mod)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Tools{}, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+		}
 	}
-	return bin, nil
+	return t, nil
 }
 
 // ProcessConfig says how CompareProcesses runs the tools.
 type ProcessConfig struct {
-	// Toad is the toad binary (BuildToad builds one).
-	Toad string
+	// Tools are toad and the spawner (BuildTools builds them).
+	Tools Tools
 	// Tshark is the tshark binary; "" looks for it on PATH.
 	Tshark string
 	// Rounds is how many times toad runs on each file, the median
@@ -131,7 +142,7 @@ func CompareProcesses(ctx context.Context, caps []*Capture, cfg ProcessConfig) (
 		var walls, cpus []time.Duration
 		for round := range cfg.Rounds {
 			outPath := filepath.Join(cfg.Dir, "toad.jsonl")
-			s, err := runProcess(ctx, cfg.Toad, ToadArgs(c.Path), outPath)
+			s, err := runProcess(ctx, cfg.Tools.Spawner, cfg.Tools.Toad, ToadArgs(c.Path), outPath)
 			if err != nil {
 				return nil, fmt.Errorf("toad replay %s: %w", c.Path, err)
 			}
@@ -144,7 +155,7 @@ func CompareProcesses(ctx context.Context, caps []*Capture, cfg ProcessConfig) (
 			}
 			logf("process: toad replay, %d packets: %v, peak RSS %d MiB", c.Packets, s.wall.Round(time.Millisecond), s.maxRSS>>20)
 			if skip == "" && round == cfg.Rounds/2 {
-				s, err := runProcess(ctx, tshark, TsharkArgs(c.Path), filepath.Join(cfg.Dir, "tshark.tsv"))
+				s, err := runProcess(ctx, cfg.Tools.Spawner, tshark, TsharkArgs(c.Path), filepath.Join(cfg.Dir, "tshark.tsv"))
 				if err != nil {
 					return nil, fmt.Errorf("tshark %s: %w", c.Path, err)
 				}
@@ -167,31 +178,47 @@ type processRun struct {
 	wall, cpu time.Duration
 	maxRSS    int64
 	output    int64
+	lines     int64
 }
 
-// runProcess runs bin with args, its standard output to the file out,
-// and measures it from start to exit.
-func runProcess(ctx context.Context, bin string, args []string, out string) (processRun, error) {
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return processRun{}, err
+// spawned is what spawnrss prints (see bench/cmd/spawnrss).
+type spawned struct {
+	WallNs, UserNs, SysNs, MaxRSS, Lines, Bytes int64
+	Exit                                        int
+}
+
+// runProcess runs bin with args through the spawner, its standard output
+// to the file out, or counted when out is "", and its standard error to
+// stderr when not nil. It measures the process from start to exit.
+func runProcess(ctx context.Context, spawner, bin string, args []string, out string, stderr ...io.Writer) (processRun, error) {
+	sargs := []string{"-count", "--", bin}
+	if out != "" {
+		sargs = []string{"-stdout", out, "--", bin}
 	}
-	defer f.Close()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = f, &stderr
-	start := time.Now()
-	err = cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return processRun{}, fmt.Errorf("%w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	var errBuf bytes.Buffer
+	cmd := exec.CommandContext(ctx, spawner, append(sargs, args...)...)
+	cmd.Stderr = &errBuf
+	if len(stderr) > 0 {
+		cmd.Stderr = io.MultiWriter(&errBuf, stderr[0])
 	}
-	fi, err := f.Stat()
+	b, err := cmd.Output()
 	if err != nil {
-		return processRun{}, err
+		return processRun{}, fmt.Errorf("%s: %w: %s", filepath.Base(spawner), err, bytes.TrimSpace(errBuf.Bytes()))
 	}
-	ps := cmd.ProcessState
-	return processRun{wall: wall, cpu: ps.UserTime() + ps.SystemTime(), maxRSS: maxRSS(ps), output: fi.Size()}, nil
+	var s spawned
+	if err := json.Unmarshal(b, &s); err != nil {
+		return processRun{}, fmt.Errorf("%s printed %q: %w", filepath.Base(spawner), b, err)
+	}
+	if s.Exit != 0 {
+		return processRun{}, fmt.Errorf("exit status %d: %s", s.Exit, bytes.TrimSpace(errBuf.Bytes()))
+	}
+	r := processRun{wall: time.Duration(s.WallNs), cpu: time.Duration(s.UserNs + s.SysNs), maxRSS: s.MaxRSS, output: s.Bytes, lines: s.Lines}
+	if out != "" {
+		if fi, err := os.Stat(out); err == nil {
+			r.output = fi.Size()
+		}
+	}
+	return r, nil
 }
 
 // toadLine is what checkToadOutput reads of a line of toad replay --json.
@@ -247,10 +274,10 @@ func readToadLines(r io.Reader, m *Mappings) (int, error) {
 // MeasureStartup runs toad version rounds times and returns the median
 // time from the start of the process to its exit: what every toad command
 // pays before its work.
-func MeasureStartup(ctx context.Context, toad string, rounds int) (time.Duration, error) {
+func MeasureStartup(ctx context.Context, tools Tools, rounds int) (time.Duration, error) {
 	var walls []time.Duration
 	for range max(rounds, 1) {
-		s, err := runProcess(ctx, toad, []string{"version"}, os.DevNull)
+		s, err := runProcess(ctx, tools.Spawner, tools.Toad, []string{"version"}, os.DevNull)
 		if err != nil {
 			return 0, fmt.Errorf("toad version: %w", err)
 		}

@@ -593,7 +593,9 @@ func (r *Report) writeProcess(p func(string, ...any)) {
 		return
 	}
 	p("What a user runs: the `toad` binary as `make build` builds it, `toad %s`, its JSON Lines written to a file, beside "+
-		"`tshark %s`, its fields written to a file: each from the start of its process to its exit, as the user waits for it. The files are "+
+		"`tshark %s`, its fields written to a file: each from the start of its process to its exit, as the user waits for it, started by "+
+		"`bench/cmd/spawnrss`, a process of a few megabytes, so that the peak memory wait4 reports is the tool's own (Linux counts in a child's peak "+
+		"the peak of the process it was started from). The files are "+
 		"generated pcap files in the mix of section 1. toad runs %s on each file, the median counting, tshark once, in the middle; toad's "+
 		"output is checked against the ground truth. `toad version`, the start of a toad process and nothing else, takes %s.\n\n",
 		strings.Join(replaycmp.ToadArgs("FILE"), " "), strings.Join(replaycmp.TsharkArgs("FILE"), " "), plural(pr.Rounds, "time"), dur(pr.Startup))
@@ -622,8 +624,8 @@ func (r *Report) writeMemory(p func(string, ...any)) {
 	}
 	p("One generated pcap file of %s connections over %s: 200 proxies taking their 1000 ports in turn, so that each 4-tuple carries "+
 		"many connections one after the other; handshakes and closes, no data; 85%% of the connections end with a FIN, 10%% with a RST, 5%% never "+
-		"close and end when the proxy reuses their 4-tuple. `toad %s` runs as a process, its output read as it comes; its peak resident memory "+
-		"is the kernel's (wait4), the pages of the file it maps included.\n\n", count(m.Conns), hours(m.Span), strings.Join(replaycmp.ToadArgs("FILE"), " "))
+		"close and end when the proxy reuses their 4-tuple. `toad %s` runs as a process, started by `bench/cmd/spawnrss`, its output counted as it "+
+		"comes; its peak resident memory is the kernel's (wait4), with spawnrss's own few megabytes as its floor.\n\n", count(m.Conns), hours(m.Span), strings.Join(replaycmp.ToadArgs("FILE"), " "))
 	t := table{head: []string{"connections", "packets", "file", "capture time", "printed", "held at once, at most", "toad replay", "CPU", "peak RSS"}, align: "rrrrrrrrr"}
 	printed := count(m.Printed)
 	if m.Printed != m.Resolved {

@@ -153,17 +153,18 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
-	// toad as its users run it, built once for the sections that run it.
-	var toadBin string
-	buildToad := func(dir string) (string, error) {
-		if toadBin != "" {
-			return toadBin, nil
+	// toad as its users run it, and the spawner that measures it, built
+	// once for the sections that run them.
+	var tools replaycmp.Tools
+	buildTools := func(dir string) (replaycmp.Tools, error) {
+		if tools.Toad != "" {
+			return tools, nil
 		}
-		bin, err := replaycmp.BuildToad(ctx, dir)
+		t, err := replaycmp.BuildTools(ctx, dir)
 		if err == nil {
-			toadBin = bin
+			tools = t
 		}
-		return bin, err
+		return t, err
 	}
 	binDir, err := os.MkdirTemp(c.TmpDir, "toadbench-bin-")
 	if err != nil {
@@ -171,19 +172,19 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	defer os.RemoveAll(binDir)
 	// scratch returns a directory for a section's files, removed by done,
-	// and the toad binary.
-	scratch := func() (dir, bin string, done func(), err error) {
-		if bin, err = buildToad(binDir); err != nil {
-			return "", "", nil, err
+	// and the tools.
+	scratch := func() (dir string, t replaycmp.Tools, done func(), err error) {
+		if t, err = buildTools(binDir); err != nil {
+			return "", t, nil, err
 		}
 		if dir, err = os.MkdirTemp(c.TmpDir, "toadbench-"); err != nil {
-			return "", "", nil, err
+			return "", t, nil, err
 		}
-		return dir, bin, func() { os.RemoveAll(dir) }, nil
+		return dir, t, func() { os.RemoveAll(dir) }, nil
 	}
 
 	step("process", func() error {
-		dir, bin, done, err := scratch()
+		dir, t, done, err := scratch()
 		if err != nil {
 			return err
 		}
@@ -197,11 +198,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			logf("process: capture of %d connections, %d packets, %d MiB", n, capt.Packets, capt.Bytes>>20)
 			caps = append(caps, capt)
 		}
-		startup, err := replaycmp.MeasureStartup(ctx, bin, c.ProcessRounds)
+		startup, err := replaycmp.MeasureStartup(ctx, t, c.ProcessRounds)
 		if err != nil {
 			return err
 		}
-		res, err := replaycmp.CompareProcesses(ctx, caps, replaycmp.ProcessConfig{Toad: bin, Tshark: c.Tshark, Rounds: c.ProcessRounds, Dir: dir, Logf: logf})
+		res, err := replaycmp.CompareProcesses(ctx, caps, replaycmp.ProcessConfig{Tools: t, Tshark: c.Tshark, Rounds: c.ProcessRounds, Dir: dir, Logf: logf})
 		if err != nil {
 			return err
 		}
@@ -210,12 +211,12 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	})
 
 	step("memory", func() error {
-		dir, bin, done, err := scratch()
+		dir, t, done, err := scratch()
 		if err != nil {
 			return err
 		}
 		defer done()
-		res, err := replaycmp.MeasureMemory(ctx, replaycmp.MemoryConfig{Conns: c.MemoryConns, Seed: c.Seed, Toad: bin, Path: filepath.Join(dir, "hours.pcap"), Logf: logf})
+		res, err := replaycmp.MeasureMemory(ctx, replaycmp.MemoryConfig{Conns: c.MemoryConns, Seed: c.Seed, Tools: t, Path: filepath.Join(dir, "hours.pcap"), Logf: logf})
 		if err != nil {
 			return err
 		}
