@@ -41,8 +41,8 @@ type Config struct {
 	// Format is how they are written, to Out.
 	Format Format
 	Out    io.Writer
-	// Open, when set, opens the files instead of os.Open (and os.Stdin
-	// for "-").
+	// Open, when set, opens the files instead of capture.ReplayFiles'
+	// own opener.
 	Open func(name string) (io.ReadCloser, error)
 	// Done, when set, is called with each file as it has been read.
 	Done func(capture.File)
