@@ -54,10 +54,11 @@ bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # sample regenerates testdata/sample.pcapng and the replay outputs compared
-# with it.
+# with it and with the generated multi-hour captures.
 sample:
 	$(GO) test ./internal/craft/gen -run TestSampleUpToDate -update
 	$(GO) test ./cmd/toad -run TestReplayGolden -update
+	$(GO) test ./replay -update
 
 # generate rebuilds the committed protobuf code with protoc and the plugins
 # pinned as tools in go.mod.

@@ -141,6 +141,16 @@ type Stats struct {
 	Readers int
 }
 
+// Add adds the packet, record and failure counters of o to s: the
+// counters of several files replayed one after the other.
+func (s *Stats) Add(o *Stats) {
+	s.Packets += o.Packets
+	s.Records += o.Records
+	for i, n := range o.Failures {
+		s.Failures[i] += n
+	}
+}
+
 // Rejected is the total of Failures.
 func (s *Stats) Rejected() uint64 {
 	var n uint64

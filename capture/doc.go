@@ -19,7 +19,11 @@
 //
 // Replay reads pcap and pcapng files, stamping each record with its
 // capture time, so a Sink whose clock follows the records behaves as it
-// did on the wire.
+// did on the wire. ReplayFiles reads several files as one capture, in
+// capture-time order whatever order they are named in, merging the
+// records of files that overlap; Seams reports where they leave a gap or
+// overlap. Incoming keeps, of a capture that holds both directions, what
+// the server received: what a live capture sees.
 //
 // Correctness never depends on the kernel filter: whatever reaches user
 // space is decoded and rejected there like anything else.

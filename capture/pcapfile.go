@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"time"
 	"unsafe"
@@ -222,6 +223,7 @@ func (r *replayer) mapped(buf []byte) (err error) {
 		return err
 	}
 	link := decode.LinkType(p.link)
+	released := 0 // the mapping's pages before this were handed back
 	for {
 		data, ts, _, err := p.next()
 		if err != nil {
@@ -234,7 +236,26 @@ func (r *replayer) mapped(buf []byte) (err error) {
 			return err
 		}
 		r.frame(link, data, ts)
+		if p.off-released >= releaseEvery {
+			released = releaseBehind(buf, released, p.off)
+		}
 	}
 	r.finish()
 	return nil
+}
+
+// releaseEvery is how much of a mapped file is read between hand-backs
+// of the pages already read. A mapping's resident pages count as the
+// process's memory: without them a replay of a file of many gigabytes
+// would look that large, though the pages are the page cache's.
+const releaseEvery = 8 << 20
+
+// releaseBehind hands back the pages of buf, a mapping, from from to to
+// rounded down to a page, and returns where the next hand-back starts.
+func releaseBehind(buf []byte, from, to int) int {
+	to &^= os.Getpagesize() - 1
+	if to > from {
+		releasePCAP(buf[from:to])
+	}
+	return to
 }

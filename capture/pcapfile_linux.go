@@ -40,3 +40,10 @@ func mapPCAP(f *os.File) []byte {
 func unmapPCAP(buf []byte) {
 	_ = unix.Munmap(buf) // fails only for a range never mapped
 }
+
+// releasePCAP drops b, pages of a mapping of mapPCAP's, from the process's
+// resident memory; they stay in the page cache, and would be read again
+// from there if touched.
+func releasePCAP(b []byte) {
+	_ = unix.Madvise(b, unix.MADV_DONTNEED) // advice only
+}

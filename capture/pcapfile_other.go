@@ -8,3 +8,5 @@ import "os"
 func mapPCAP(*os.File) []byte { return nil }
 
 func unmapPCAP([]byte) {}
+
+func releasePCAP([]byte) {}

@@ -76,7 +76,7 @@ type Table struct {
 	cap      int64
 	linger   int64
 	idle     int64
-	trusted  []netip.Prefix
+	trust    Trust
 	n        atomic.Int64 // entries
 	nClosing atomic.Int64 // closing entries
 
@@ -132,15 +132,11 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.attached = make(chan struct{})
 	t.closing, t.closeCtx = context.WithCancel(context.Background())
-	for i, p := range cfg.Trusted {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("invalid Config.Trusted[%d] %v: want a CIDR such as 192.0.2.0/24", i, p)
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		t.trusted = append(t.trusted, p.Masked())
+	trust, err := NewTrust(cfg.Trusted)
+	if err != nil {
+		return nil, fmt.Errorf("invalid Config.Trusted%w", err)
 	}
+	t.trust = trust
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64()
 	}
@@ -156,24 +152,7 @@ func New(cfg Config) (*Table, error) {
 
 func (t *Table) shardOf(h uint64) *shard { return &t.shards[h>>t.shift] }
 
-func (t *Table) trusts(a netip.Addr) bool {
-	if len(t.trusted) == 0 {
-		return true
-	}
-	a = a.Unmap()
-	for _, p := range t.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// synWindow is how far below an inferred initial sequence number a SYN
-// may be and still be taken for the same connection's: the inference is
-// exact when the TOA came with the handshake's ACK, and errs by the data
-// sent before the first segment the capture saw.
-const synWindow = 1 << 16
+func (t *Table) trusts(a netip.Addr) bool { return t.trust.Trusts(a) }
 
 // Observe applies one decoded segment to the table; r.Time is the table's
 // clock for it. It never blocks on anything but a shard's lock.
@@ -233,7 +212,7 @@ func (t *Table) Observe(r *decode.Record) {
 			s.c.multipleTOA++
 		}
 		if ref == 0 {
-			ref = t.insertTOA(s, &p, h32, r, now, syn)
+			ref = t.insertTOA(s, &p, h32, r, now)
 		} else if !s.sameClient(ref, &r.TOA) {
 			s.c.conflicts++
 		}
@@ -265,22 +244,19 @@ func (t *Table) Observe(r *decode.Record) {
 }
 
 // startsNew reports whether a SYN with sequence number seq on ref's entry
-// starts a new connection. A SYN that confirms an inferred initial
-// sequence number makes it exact.
+// starts a new connection (ISN.StartsNew). A SYN that confirms an inferred
+// initial sequence number makes it exact.
 func (s *shard) startsNew(ref, seq uint32) bool {
 	v, f := s.hdr(ref)
-	switch {
-	case *f&fClosing != 0, *f&fHasSyn == 0:
-		return true
-	case *f&fSynInferred != 0:
-		if v.syn-seq >= synWindow {
-			return true
+	isn := ISN{Seq: v.syn, Known: *f&fHasSyn != 0, Inferred: *f&fSynInferred != 0}
+	isNew, isn := isn.StartsNew(seq, *f&fClosing != 0)
+	if !isNew {
+		v.syn = isn.Seq
+		if !isn.Inferred {
+			*f &^= fSynInferred
 		}
-		v.syn = seq
-		*f &^= fSynInferred
-		return false
 	}
-	return v.syn != seq
+	return isNew
 }
 
 func (s *shard) sameClient(ref uint32, c *toa.Client) bool {
@@ -308,18 +284,17 @@ func setClient(v *val, f *uint8, c *toa.Client) {
 }
 
 // insertTOA adds the open entry r's TOA creates for p.
-func (t *Table) insertTOA(s *shard, p *pkey, h uint32, r *decode.Record, now int64, syn bool) uint32 {
+func (t *Table) insertTOA(s *shard, p *pkey, h uint32, r *decode.Record, now int64) uint32 {
 	var v val
 	var f uint8
 	setClient(&v, &f, &r.TOA)
 	v.first, v.stamp = now, now
-	switch {
-	case syn:
-		v.syn = r.Seq
+	if isn := ISNOf(r); isn.Known {
+		v.syn = isn.Seq
 		f |= fHasSyn
-	case r.Flags&decode.SYN == 0:
-		v.syn = r.Seq - 1
-		f |= fHasSyn | fSynInferred
+		if isn.Inferred {
+			f |= fSynInferred
+		}
 	}
 	ref := t.insert(s, p, h, &v, f)
 	s.c.connsWithTOA++
@@ -849,7 +824,7 @@ func (t *Table) Stats() Stats {
 	st := Stats{
 		Capacity:   uint64(t.cap),
 		Untrusted:  t.untrusted.Load(),
-		AllTrusted: len(t.trusted) == 0,
+		AllTrusted: t.trust.All(),
 	}
 	for i := range t.shards {
 		s := &t.shards[i]

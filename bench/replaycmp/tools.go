@@ -59,9 +59,10 @@ func tableMappings(t *correlate.Table) func() Mappings {
 	}
 }
 
-// replayToad replays the file with capture.Replay, what `toad replay`
+// replayToad replays the file with capture.Replay, as `toad serve --pcap`
 // does, into a correlate.Table that trusts the generator's proxies and
-// holds every connection.
+// holds every connection, through capture.Incoming: what the server
+// received of the two-way capture.
 func replayToad(ctx context.Context, c *Capture) (int, func() Mappings, error) {
 	f, err := os.Open(c.Path)
 	if err != nil {
@@ -72,7 +73,7 @@ func replayToad(ctx context.Context, c *Capture) (int, func() Mappings, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	st, err := capture.Replay(ctx, f, decode.New(nil), t)
+	st, err := capture.Replay(ctx, f, decode.New(nil), capture.NewIncoming(t, keepAll))
 	if err != nil {
 		t.Close()
 		return 0, nil, err

@@ -168,7 +168,7 @@ func rateWhy(rt *caprate.Result) string {
 }
 
 func (r *Report) writeConns(p func(string, ...any)) {
-	p("## 6. Live: accept to answer, beside a bare gRPC echo\n\n")
+	p("## 8. Live: accept to answer, beside a bare gRPC echo\n\n")
 	c := r.Conns
 	if r.skipped(p, "conns") || c == nil {
 		return
@@ -199,7 +199,7 @@ func (r *Report) writeConns(p func(string, ...any)) {
 }
 
 func (r *Report) writeRate(p func(string, ...any)) {
-	p("## 7. Capture rate into the table\n\n")
+	p("## 9. Capture rate into the table\n\n")
 	rt := r.Rate
 	if r.skipped(p, "caprate") || rt == nil {
 		return
@@ -228,7 +228,7 @@ func (r *Report) writeRate(p func(string, ...any)) {
 }
 
 func (r *Report) writeIdle(p func(string, ...any)) {
-	p("## 8. Idle cost\n\n")
+	p("## 10. Idle cost\n\n")
 	id := r.Idle
 	if r.skipped(p, "idle") || id == nil {
 		return

@@ -38,6 +38,10 @@ type Report struct {
 	Conns *connbench.Result
 	Rate  *caprate.Result
 	Idle  *idlecost.Result
+	// Process is toad replay beside tshark as whole processes; Memory the
+	// peak memory of toad replay on a long capture.
+	Process *Process
+	Memory  *replaycmp.MemoryResult
 	// Chart is the scaling chart's file name, beside RESULTS.md.
 	Chart string
 	// Skipped maps a section's name to why it did not run.
@@ -74,6 +78,18 @@ type Scale struct {
 	Config replaycmp.ScaleConfig
 	Points []replaycmp.Point
 }
+
+// Process is the whole-process comparison of toad replay and tshark.
+type Process struct {
+	Rounds int
+	// Startup is the median time of toad version as a process.
+	Startup time.Duration
+	Results []replaycmp.ProcessResult
+}
+
+// memoryGoal is the most a replay of the memory measurement's capture may
+// hold: tens of megabytes.
+const memoryGoal = 100 << 20
 
 // Goal is one of the targets the figures are held against.
 type Goal struct {
@@ -173,7 +189,61 @@ func (r *Report) Goals() []Goal {
 		}
 		gs = append(gs, g)
 	}
+	if pr := r.Process; pr != nil && len(pr.Results) > 0 {
+		g := Goal{Name: "replay vs tshark, whole processes", Target: "≥ 100× faster (start, read, write JSON to a file)"}
+		var parts, short []string
+		ok, measured := true, false
+		for i := range pr.Results {
+			res := &pr.Results[i]
+			x := res.Ratio()
+			if x == 0 {
+				parts = append(parts, fmt.Sprintf("%s packets: not measured (%s)", si(float64(res.Capture.Packets)), res.Tshark.Skipped))
+				continue
+			}
+			measured = true
+			parts = append(parts, fmt.Sprintf("%s packets: %s", si(float64(res.Capture.Packets)), times(x)))
+			if x < 100 {
+				ok = false
+				short = append(short, fmt.Sprintf("on %s packets toad took %s where tshark took %s (%s short of 100×; 100× needs toad at %s)",
+					si(float64(res.Capture.Packets)), dur(res.Toad.Wall), dur(res.Tshark.Wall), fmt.Sprintf("%.0f%%", 100*(1-x/100)), dur(res.Tshark.Wall/100)))
+			}
+		}
+		g.Measured = strings.Join(parts, "; ")
+		if measured {
+			g.Met = met(ok)
+		}
+		if !ok {
+			g.Why = strings.Join(short, "; ") + fmt.Sprintf(". toad's start alone, `toad version` as a process, takes %s: the process's start and the Go runtime's and "+
+				"its packages' initialization (gRPC, protobuf, Prometheus, gopacket), which every toad command pays.", dur(pr.Startup))
+		}
+		gs = append(gs, g)
+	}
+	if m := r.Memory; m != nil {
+		g := Goal{Name: "replay memory, many connections", Target: "tens of MB, whatever the capture's length",
+			Measured: fmt.Sprintf("%s peak RSS for %s connections over %s (%s file)", mib(m.MaxRSS), si(float64(m.Conns)), hours(m.Span), gib(m.Bytes)),
+			Met:      met(m.MaxRSS < memoryGoal)}
+		if m.MaxRSS >= memoryGoal {
+			g.Why = fmt.Sprintf("toad replay held at most %s connections at once and reached %s.", count(m.Peak), mib(m.MaxRSS))
+		}
+		gs = append(gs, g)
+	}
 	return append(gs, r.liveGoals()...)
+}
+
+// hours writes a capture's span.
+func hours(d time.Duration) string {
+	if d >= time.Hour {
+		return sig(d.Hours()) + " hours"
+	}
+	return dur(d)
+}
+
+// gib writes bytes in GiB, or MiB below one.
+func gib(b int64) string {
+	if b < 1<<30 {
+		return mib(b)
+	}
+	return sig(float64(b)/(1<<30)) + " GiB"
 }
 
 // exponent fits y = a·N^k to the points by least squares on logs and
@@ -216,6 +286,17 @@ func (r *Report) Disagreements() []string {
 				out = append(out, fmt.Sprintf("scaling: at %d connections the table's mappings differ from the ground truth", p.Conns))
 			}
 		}
+	}
+	if pr := r.Process; pr != nil {
+		for _, res := range pr.Results {
+			if !res.Agrees {
+				out = append(out, fmt.Sprintf("toad replay as a process printed %d connections on %s packets, not the ground truth's %d mappings",
+					res.Printed, count(res.Capture.Packets), res.Capture.Truth.N))
+			}
+		}
+	}
+	if m := r.Memory; m != nil && m.Printed != m.Resolved {
+		out = append(out, fmt.Sprintf("toad replay printed %d connections of a capture in which TOAs resolved %d", m.Printed, m.Resolved))
 	}
 	for _, t := range r.Tables {
 		if t.Results[0].Lost != 0 || t.Results[0].Held != t.Keys {
@@ -280,6 +361,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	r.writeTables(p)
 	r.writeAPI(p)
 	r.writeScale(p)
+	r.writeProcess(p)
+	r.writeMemory(p)
 	r.writeConns(p)
 	r.writeRate(p)
 	r.writeIdle(p)
@@ -315,7 +398,7 @@ func (r *Report) writeReplay(p func(string, ...any)) {
 		"trusted proxy ranges with a forged TOA, 1%% followed by a frame no decoder takes; %d data segments each way per connection, so that "+
 		"%.1f%% of the %s packets (%s) carry no TOA and no SYN, FIN or RST. Each tool reads the file, decodes every packet into the fields of "+
 		"a record (addresses, ports, flags, sequence numbers, payload length, the first TOA) and keeps the first TOA of each connection from a "+
-		"trusted proxy: toad with `capture.Replay` (which maps a pcap file and reads its records in place) into its connection table, gopacket (reading through pcapgo) and tshark with a Go map. tshark (`tshark %s`) knows no "+
+		"trusted proxy: toad with `capture.Replay` (which maps a pcap file and reads its records in place) through `capture.Incoming` (what the server received of the two-way capture) into its connection table, as `toad serve --pcap` does; gopacket (reading through pcapgo) and tshark with a Go map. tshark (`tshark %s`) knows no "+
 		"TOA dialect: its TCP options come out as hex and are read in Go as its output streams in. Times are medians of %s "+
 		"(tshark: %s), the tools taking turns; allocations are the Go heap's per packet.\n\n",
 		count(c.Mix.Conns), c.DataSegments, 100*c.Data, count(c.Packets), mib(c.Bytes),
@@ -511,4 +594,54 @@ func (r *Report) writeScale(p func(string, ...any)) {
 		gen += pt.Generated
 	}
 	p("Generating the frames took %s in all, not counted above.\n", dur(gen.Round(time.Millisecond)))
+}
+
+func (r *Report) writeProcess(p func(string, ...any)) {
+	p("## 6. toad replay beside tshark, whole processes\n\n")
+	pr := r.Process
+	if r.skipped(p, "process") || pr == nil || len(pr.Results) == 0 {
+		return
+	}
+	p("What a user runs: the `toad` binary as `make build` builds it, `toad %s`, its JSON Lines written to a file, beside "+
+		"`tshark %s`, its fields written to a file: each from the start of its process to its exit, as the user waits for it, started by "+
+		"`bench/cmd/spawnrss`, a process of a few megabytes, so that the peak memory wait4 reports is the tool's own (Linux counts in a child's peak "+
+		"the peak of the process it was started from). The files are "+
+		"generated pcap files in the mix of section 1. toad runs %s on each file, the median counting, tshark once, in the middle; toad's "+
+		"output is checked against the ground truth. `toad version`, the start of a toad process and nothing else, takes %s.\n\n",
+		strings.Join(replaycmp.ToadArgs("FILE"), " "), strings.Join(replaycmp.TsharkArgs("FILE"), " "), plural(pr.Rounds, "time"), dur(pr.Startup))
+	t := table{head: []string{"file", "toad replay", "tshark", "toad is faster by", "toad CPU", "tshark CPU", "toad peak RSS", "tshark peak RSS", "toad's output"}, align: "lrrrrrrrl"}
+	for _, res := range pr.Results {
+		c := res.Capture
+		file := fmt.Sprintf("%s packets, %s", count(c.Packets), gib(c.Bytes))
+		ok := fmt.Sprintf("%s connections, as generated", count(res.Printed))
+		if !res.Agrees {
+			ok = fmt.Sprintf("**%s connections, not as generated**", count(res.Printed))
+		}
+		if res.Tshark.Skipped != "" {
+			t.add(file, dur(res.Toad.Wall), "skipped: "+res.Tshark.Skipped, "—", dur(res.Toad.CPU), "—", mib(res.Toad.MaxRSS), "—", ok)
+			continue
+		}
+		t.add(file, dur(res.Toad.Wall), dur(res.Tshark.Wall), times(res.Ratio()), dur(res.Toad.CPU), dur(res.Tshark.CPU), mib(res.Toad.MaxRSS), mib(res.Tshark.MaxRSS), ok)
+	}
+	p("%s\n", t.String())
+}
+
+func (r *Report) writeMemory(p func(string, ...any)) {
+	p("## 7. toad replay's memory on hours of capture\n\n")
+	m := r.Memory
+	if r.skipped(p, "memory") || m == nil {
+		return
+	}
+	p("One generated pcap file of %s connections over %s: 200 proxies taking their 1000 ports in turn, so that each 4-tuple carries "+
+		"many connections one after the other; handshakes and closes, no data; 85%% of the connections end with a FIN, 10%% with a RST, 5%% never "+
+		"close and end when the proxy reuses their 4-tuple. `toad %s` runs as a process, started by `bench/cmd/spawnrss`, its output counted as it "+
+		"comes; its peak resident memory is the kernel's (wait4), with spawnrss's own few megabytes as its floor.\n\n", count(m.Conns), hours(m.Span), strings.Join(replaycmp.ToadArgs("FILE"), " "))
+	t := table{head: []string{"connections", "packets", "file", "capture time", "printed", "held at once, at most", "toad replay", "CPU", "peak RSS"}, align: "rrrrrrrrr"}
+	printed := count(m.Printed)
+	if m.Printed != m.Resolved {
+		printed = fmt.Sprintf("**%s of %s**", count(m.Printed), count(m.Resolved))
+	}
+	t.add(count(m.Conns), count(m.Packets), gib(m.Bytes), hours(m.Span), printed, count(m.Peak), dur(m.Wall), dur(m.CPU), mib(m.MaxRSS))
+	p("%s\n", t.String())
+	p("Generating the file took %s.\n\n", dur(m.Generated.Round(time.Millisecond)))
 }

@@ -83,7 +83,19 @@ func sample() *Report {
 			{Sent: 1_000_000, Took: 2500 * time.Millisecond, Drops: 1200, Entries: 998_800, CPU: 4 * time.Second, Sender: 2 * time.Second},
 			{Target: 320_000, Sent: 1_000_000, Took: 3200 * time.Millisecond, Entries: 1_000_000, CPU: 4 * time.Second, Sender: 2 * time.Second},
 		}},
-		Idle:    &idlecost.Result{Duration: time.Minute, Settle: 5 * time.Second, CPU: 10 * time.Millisecond, Switches: 3, Threads: 8},
+		Idle: &idlecost.Result{Duration: time.Minute, Settle: 5 * time.Second, CPU: 10 * time.Millisecond, Switches: 3, Threads: 8},
+		Process: &Process{Rounds: 5, Startup: 4 * time.Millisecond, Results: []replaycmp.ProcessResult{
+			{Capture: &replaycmp.Capture{Packets: 80_000, Bytes: 23 << 20, Truth: replaycmp.Mappings{N: 874}},
+				Toad:    replaycmp.Run{Runs: 5, Wall: 18 * time.Millisecond, CPU: 20 * time.Millisecond, MaxRSS: 30 << 20, Output: 250 << 10},
+				Tshark:  replaycmp.Run{Runs: 1, Wall: 2400 * time.Millisecond, CPU: 2500 * time.Millisecond, MaxRSS: 160 << 20, Output: 9 << 20},
+				Printed: 874, Agrees: true},
+			{Capture: &replaycmp.Capture{Packets: 3_476_307, Bytes: 983 << 20, Truth: replaycmp.Mappings{N: 37_600}},
+				Toad:    replaycmp.Run{Runs: 5, Wall: 400 * time.Millisecond, CPU: 600 * time.Millisecond, MaxRSS: 60 << 20, Output: 10 << 20},
+				Tshark:  replaycmp.Run{Runs: 1, Wall: 90 * time.Second, CPU: 95 * time.Second, MaxRSS: 1040 << 20, Output: 400 << 20},
+				Printed: 37_600, Agrees: true},
+		}},
+		Memory: &replaycmp.MemoryResult{Conns: 10_000_000, Packets: 67_000_000, Bytes: 6 << 30, Span: 13400 * time.Second,
+			Resolved: 9_400_000, Printed: 9_400_000, Peak: 4000, Wall: 40 * time.Second, CPU: 60 * time.Second, MaxRSS: 28 << 20, Generated: 100 * time.Second},
 		Chart:   "scaling.svg",
 		Skipped: map[string]string{},
 	}
@@ -149,6 +161,8 @@ func TestGoals(t *testing.T) {
 		"30 connections at once: what limits the rate": true,
 		"capture rate into the table":                  true,
 		"idle cost":                                    true,
+		"replay vs tshark, whole processes":            true,
+		"replay memory, many connections":              true,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
@@ -192,6 +206,27 @@ func TestGoals(t *testing.T) {
 				t.Errorf("%s: got %+v, want missed with %q", name, g, want)
 			}
 		}
+	}
+	// A slow start misses the whole-process goal on the small file and
+	// says so; too much memory misses its goal; a connection not printed
+	// is a disagreement.
+	r = sample()
+	r.Process.Results[0].Toad.Wall = 40 * time.Millisecond
+	r.Memory.MaxRSS, r.Memory.Printed = 500<<20, r.Memory.Printed-1
+	for _, g := range r.Goals() {
+		switch g.Name {
+		case "replay vs tshark, whole processes":
+			if g.Met == nil || *g.Met || !strings.Contains(g.Why, "on 80.0 k packets toad took 40.0 ms") || !strings.Contains(g.Why, "toad version") {
+				t.Errorf("slow start: got %+v, want missed on the small file and explained", g)
+			}
+		case "replay memory, many connections":
+			if g.Met == nil || *g.Met || g.Why == "" {
+				t.Errorf("500 MiB: got %+v, want missed and explained", g)
+			}
+		}
+	}
+	if d := r.Disagreements(); len(d) != 1 || !strings.Contains(d[0], "printed 9399999 connections") {
+		t.Errorf("a connection not printed: got %q, want one disagreement", d)
 	}
 }
 

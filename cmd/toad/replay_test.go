@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,24 +30,36 @@ const samplePath = "../../testdata/sample.pcapng"
 
 var trustedFlag = "198.51.100.0/24,2001:db8:100::/64"
 
-// replay runs toad replay's run function with args and returns its JSON
-// Lines output, decoded, and its standard error.
-func replay(t *testing.T, args ...string) ([]connJSON, string) {
+// connJSON is one line of toad replay --json.
+type connJSON struct {
+	Peer       string  `json:"peer"`
+	Local      string  `json:"local"`
+	Client     *string `json:"client"`
+	ClientIP   *string `json:"client_ip"`
+	ClientPort *uint16 `json:"client_port"`
+	Dialect    *string `json:"dialect"`
+	Opened     string  `json:"opened"`
+	FirstTOA   *string `json:"first_toa"`
+	Closed     *string `json:"closed"`
+	State      string  `json:"state"`
+	Conflicts  int     `json:"conflicts"`
+}
+
+// replayJSON runs toad replay --json with args and returns its output,
+// decoded, and its standard error.
+func replayJSON(t *testing.T, args ...string) ([]connJSON, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cfg, err := parseReplay(append([]string{"--json"}, args...), io.Discard)
-	if err != nil {
-		t.Fatalf("parse %q: %v", args, err)
-	}
-	cfg.Stdout, cfg.Stderr = &stdout, &stderr
-	if err := runReplay(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatalf("replay %q: %v", args, err)
+	if code := cli(context.Background(), append([]string{"replay", "--json"}, args...), &stdout, &stderr); code != 0 {
+		t.Fatalf("toad replay --json %q: exit %d: %s", args, code, stderr.String())
 	}
 	var out []connJSON
 	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
 		var c connJSON
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
 		out = append(out, c)
@@ -57,24 +67,33 @@ func replay(t *testing.T, args ...string) ([]connJSON, string) {
 	return out, stderr.String()
 }
 
-// want is what replay should print for the generated connections.
-func want(conns []gen.Conn, trusted bool, keep func(gen.Conn) bool) map[string]connJSON {
+const jsonTime = "2006-01-02T15:04:05.000000000Z"
+
+func ptr[T any](v T) *T { return &v }
+
+// want is what toad replay --json should print for the generated
+// connections, each with a 4-tuple of its own: every one whose TOA is
+// believed (spoofed ones are not with trusted), those without a TOA too
+// with all; keep, when set, selects among them.
+func want(conns []gen.Conn, trusted, all bool, keep func(gen.Conn) bool) map[string]connJSON {
 	m := map[string]connJSON{}
 	for _, c := range conns {
-		if c.Client.IsZero() || trusted && c.Spoofed || keep != nil && !keep(c) {
+		if trusted && c.Spoofed || !all && c.Client.IsZero() || keep != nil && !keep(c) {
 			continue
 		}
-		j := connJSON{
-			Peer: c.Peer.String(), Local: c.Local.String(), Client: c.Client.String(),
-			ClientIP: c.Client.Addr.String(), Dialect: c.Client.Dialect.String(), State: "open",
-			FirstSeen: c.FirstSeen.UTC().Format(time.RFC3339Nano),
-		}
-		if c.Client.HasPort {
-			p := c.Client.Port
-			j.ClientPort = &p
+		j := connJSON{Peer: c.Peer.String(), Local: c.Local.String(), Opened: c.Opened.Format(jsonTime), State: "open"}
+		if !c.Client.IsZero() {
+			j.Client, j.ClientIP = ptr(c.Client.String()), ptr(c.Client.Addr.String())
+			j.Dialect, j.FirstTOA = ptr(c.Client.Dialect.String()), ptr(c.FirstSeen.Format(jsonTime))
+			if c.Client.HasPort {
+				j.ClientPort = ptr(c.Client.Port)
+			}
 		}
 		if c.Closed {
-			j.State = "closing"
+			j.State, j.Closed = "fin", ptr(c.ClosedAt.Format(jsonTime))
+			if c.Reset {
+				j.State = "rst"
+			}
 		}
 		m[j.Peer+" "+j.Local] = j
 	}
@@ -158,24 +177,28 @@ func TestReplayResolvesEveryConnection(t *testing.T) {
 			file := filepath.Join(t.TempDir(), c.name)
 			truth := writeCapture(t, file, c.format, cfg, c.gz)
 			for _, trusted := range []bool{false, true} {
-				args := []string{"--dialects", "all", file}
+				args := []string{"--dialects", "all", "--all", file}
 				if trusted {
 					args = append([]string{"--trusted-proxies", trustedFlag}, args...)
 				}
-				got, stderr := replay(t, args...)
-				if diff := cmp.Diff(want(truth.Conns, trusted, nil), byKey(t, got)); diff != "" {
+				got, stderr := replayJSON(t, args...)
+				if diff := cmp.Diff(want(truth.Conns, trusted, true, nil), byKey(t, got)); diff != "" {
 					t.Errorf("trusted %v: connections (-want +got):\n%s", trusted, diff)
 				}
-				without := 0
+				with, without := 0, 0
 				for _, c := range truth.Conns {
-					if c.Client.IsZero() && c.Closed {
+					switch {
+					case trusted && c.Spoofed:
+					case c.Client.IsZero():
 						without++
+					default:
+						with++
 					}
 				}
 				for _, w := range []string{
 					fmt.Sprintf("%d packets", truth.Packets),
 					fmt.Sprintf("%d rejected", truth.Junk),
-					fmt.Sprintf("%d closed without one", without),
+					fmt.Sprintf("connections: %d with a TOA, %d without", with, without),
 				} {
 					if !strings.Contains(stderr, w) {
 						t.Errorf("trusted %v: summary %q, want %q", trusted, stderr, w)
@@ -192,46 +215,25 @@ func TestReplayDefaultDialects(t *testing.T) {
 	cfg := gen.Config{Seed: 3, Conns: 40, Dialects: []toa.Dialect{toa.Kind253V4, toa.Kind200V4}}
 	file := filepath.Join(t.TempDir(), "c.pcap")
 	truth := writeCapture(t, file, gen.PCAP, cfg, false)
-	got, _ := replay(t, file)
-	wantConns := want(truth.Conns, false, func(c gen.Conn) bool { return c.Client.Dialect != toa.Kind253V4 })
+	got, _ := replayJSON(t, file)
+	wantConns := want(truth.Conns, false, false, func(c gen.Conn) bool { return c.Client.Dialect != toa.Kind253V4 })
 	if diff := cmp.Diff(wantConns, byKey(t, got)); diff != "" {
 		t.Errorf("connections (-want +got):\n%s", diff)
 	}
 }
 
-// TestReplayLinger: the table's clock follows the capture, so closing
-// connections older than the linger at the capture's end are gone, and
-// the rest are still there.
-func TestReplayLinger(t *testing.T) {
+// TestReplayKeepsEveryConnection: a capture much longer than the linger
+// prints every connection, those that closed long before the end too.
+func TestReplayKeepsEveryConnection(t *testing.T) {
 	cfg := gen.Config{Seed: 5, Conns: 60, Concurrency: 2, Gap: 50 * time.Millisecond, DataSegments: 1}
 	file := filepath.Join(t.TempDir(), "slow.pcapng")
 	truth := writeCapture(t, file, gen.PCAPNG, cfg, false)
-	var last time.Time
-	for _, c := range truth.Conns {
-		if c.ClosedAt.After(last) {
-			last = c.ClosedAt
-		}
+	got, stderr := replayJSON(t, "--linger", "500ms", file)
+	if diff := cmp.Diff(want(truth.Conns, false, false, nil), byKey(t, got)); diff != "" {
+		t.Errorf("connections (-want +got):\n%s", diff)
 	}
-	linger := 500 * time.Millisecond
-	got, stderr := replay(t, "--linger", linger.String(), file)
-	// The capture ends at or after the last close; a connection closed
-	// less than the linger before that end is still held.
-	gotKeys := byKey(t, got)
-	expired := 0
-	for _, c := range truth.Conns {
-		k := c.Peer.String() + " " + c.Local.String()
-		_, held := gotKeys[k]
-		switch {
-		case !c.Closed && !held:
-			t.Errorf("%s: open connection missing", k)
-		case c.Closed && last.Sub(c.ClosedAt) > 2*linger && held:
-			t.Errorf("%s: closed at %v, %v before the last close, still held with linger %v", k, c.ClosedAt, last.Sub(c.ClosedAt), linger)
-		case c.Closed && !held:
-			expired++
-		}
-	}
-	if expired < 10 || !strings.Contains(stderr, fmt.Sprintf("%d expired", expired)) {
-		t.Errorf("%d connections expired; summary %q", expired, stderr)
+	if !strings.Contains(stderr, "none dropped") {
+		t.Errorf("summary %q: want it to say none was dropped", stderr)
 	}
 }
 
@@ -245,6 +247,8 @@ func TestReplayGolden(t *testing.T) {
 		{"sample.txt", []string{samplePath}},
 		{"sample.jsonl", []string{"--json", samplePath}},
 		{"sample-trusted.jsonl", []string{"--json", "--trusted-proxies", trustedFlag, samplePath}},
+		{"sample-all.txt", []string{"--all", "--trusted-proxies", trustedFlag, samplePath}},
+		{"sample-at.txt", []string{"--at", "2024-01-02T03:04:05.5Z", "--local", "192.0.2.20", samplePath}},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := cli(context.Background(), append([]string{"replay"}, c.args...), &stdout, &stderr); code != 0 {
@@ -280,8 +284,8 @@ func TestReplaySample(t *testing.T) {
 		if trusted {
 			args = append([]string{"--trusted-proxies", trustedFlag}, args...)
 		}
-		got, _ := replay(t, args...)
-		if diff := cmp.Diff(want(truth.Conns, trusted, nil), byKey(t, got)); diff != "" {
+		got, _ := replayJSON(t, args...)
+		if diff := cmp.Diff(want(truth.Conns, trusted, false, nil), byKey(t, got)); diff != "" {
 			t.Errorf("trusted %v (-want +got):\n%s", trusted, diff)
 		}
 	}
@@ -319,6 +323,14 @@ func TestReplayCommandLine(t *testing.T) {
 		{[]string{"replay", "--trusted-proxies", "198.51.100.0/33", samplePath}, 2, `"198.51.100.0/33" is not a CIDR range`},
 		{[]string{"replay", "--dialects", "999/8", samplePath}, 2, "kind must be 0-255"},
 		{[]string{"replay", "--linger", "-1s", samplePath}, 2, "--linger -1s"},
+		{[]string{"replay", "--gap", "0s", samplePath}, 2, "--gap 0s"},
+		{[]string{"replay", "--at", "14:02", samplePath}, 2, `"14:02": want an RFC 3339 time, such as 2024-05-01T14:02:00Z`},
+		{[]string{"replay", "--at", "2024-05-01 14:02:00", samplePath}, 2, "want an RFC 3339 time"},
+		{[]string{"replay", "--peer", "198.51.100.10:99999", samplePath}, 2, `"198.51.100.10:99999" is not an address or address:port (want e.g. 198.51.100.10, 198.51.100.10:40001, 2001:db8::1 or [2001:db8::1]:40001)`},
+		{[]string{"replay", "--local", "server.example:80", samplePath}, 2, "invalid value \"server.example:80\" for flag -local"},
+		{[]string{"replay", "--client", "2001:db8::1:40001x", samplePath}, 2, "is not an address or address:port"},
+		{[]string{"replay", "--client", "[2001:db8::1", samplePath}, 2, "is not an address or address:port"},
+		{[]string{"replay", "--peer", "fe80::1%eth0", samplePath}, 2, "addresses with a zone are not matched"},
 		{[]string{"replay", filepath.Join(dir, "missing.pcap")}, 1, "missing.pcap: no such file or directory"},
 		{[]string{"replay", text}, 1, "notes.txt: not a pcap or pcapng file: it starts with 0x68656c6c"},
 		{[]string{"replay", wifi}, 1, "link type 105 is not supported"},
@@ -347,13 +359,27 @@ func TestReplayManyFiles(t *testing.T) {
 	a, b := filepath.Join(dir, "a.pcap"), filepath.Join(dir, "b.pcapng")
 	ta := writeCapture(t, a, gen.PCAP, gen.Config{Seed: 1, Conns: 20}, false)
 	tb := writeCapture(t, b, gen.PCAPNG, gen.Config{Seed: 2, Conns: 20, IPv6: 1, Start: time.Date(2024, 1, 2, 3, 4, 10, 0, time.UTC)}, false)
-	got, stderr := replay(t, a, b)
-	wantConns := want(append(ta.Conns, tb.Conns...), false, nil)
+	var outs []string
+	for _, order := range [][]string{{a, b}, {b, a}} {
+		var stdout, stderr bytes.Buffer
+		if code := cli(context.Background(), append([]string{"replay", "--json"}, order...), &stdout, &stderr); code != 0 {
+			t.Fatalf("%q: exit %d: %s", order, code, stderr.String())
+		}
+		outs = append(outs, stdout.String())
+		if !strings.HasPrefix(stderr.String(), "replayed 2 files") {
+			t.Errorf("summary %q, want it to start with \"replayed 2 files\"", stderr.String())
+		}
+		if named := strings.Contains(stderr.String(), "read in capture order, not as named: "+a+" "+b); named != (order[0] == b) {
+			t.Errorf("named %q: summary %q; want it to say the files were read in another order exactly when they were", order, stderr.String())
+		}
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("the output depends on the order the files are named in:\n%s\n---\n%s", outs[0], outs[1])
+	}
+	got, _ := replayJSON(t, b, a)
+	wantConns := want(append(ta.Conns, tb.Conns...), false, false, nil)
 	if diff := cmp.Diff(wantConns, byKey(t, got)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
-	}
-	if !strings.HasPrefix(stderr, "replayed 2 files") {
-		t.Errorf("summary %q, want it to start with \"replayed 2 files\"", stderr)
 	}
 }
 
@@ -379,7 +405,7 @@ func TestBinary(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), "PEER ") || strings.Count(stdout.String(), "\n") < 30 {
 		t.Errorf("stdout:\n%s\nwant a table of a few dozen connections", stdout.String())
 	}
-	if !strings.Contains(stderr.String(), "1 segments with a TOA from untrusted peers ignored") {
+	if !strings.Contains(stderr.String(), "1 segment with a TOA from untrusted peers ignored") {
 		t.Errorf("stderr %q: want the spoofed connection counted", stderr.String())
 	}
 	cmd = exec.Command(bin, "replay", "-")

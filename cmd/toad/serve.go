@@ -27,6 +27,7 @@ import (
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/metrics"
+	"github.com/toad-project/toad/replay"
 )
 
 func serveCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
@@ -418,16 +419,21 @@ func lookupGroup(group string) (int, error) {
 type replayed struct{ st capture.Stats }
 
 func replaySource(ctx context.Context, cfg serveConfig, table *correlate.Table, log *slog.Logger) (*replayed, error) {
-	dec := decode.New(cfg.Dialects)
-	sink := &incoming{table: table, servers: map[correlate.Key]struct{}{}}
 	r := &replayed{}
-	for _, name := range cfg.Pcaps {
-		st, err := replayFile(ctx, name, dec, sink)
-		addStats(&r.st, &st)
-		if err != nil {
-			return nil, fmt.Errorf("--pcap %s: %w", name, err)
-		}
-		log.Info("replayed", "file", name, "packets", st.Packets, "records", st.Records, "rejected", st.Rejected())
+	files, err := capture.ReplayFiles(ctx, cfg.Pcaps, capture.FilesConfig{
+		Decoder: decode.New(cfg.Dialects),
+		Done: func(f capture.File) {
+			log.Info("replayed", "file", f.Name, "packets", f.Stats.Packets, "records", f.Stats.Records, "rejected", f.Stats.Rejected())
+		},
+	}, capture.NewIncoming(table, cfg.Linger))
+	for i := range files {
+		r.st.Add(&files[i].Stats)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--pcap %w", err)
+	}
+	for _, s := range capture.Seams(files, replay.DefaultGap) {
+		log.Warn("capture files leave a gap or overlap", "before", s.Before, "after", s.After, "gap", s.Gap())
 	}
 	table.Seal() // the files are all there is: no lookup waits for more
 	return r, nil

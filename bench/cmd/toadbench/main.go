@@ -3,9 +3,11 @@
 // scaling run: replay against gopacket and tshark, the kernel filter live
 // in network namespaces, the connection table against ristretto, the gRPC
 // API against a bare gRPC echo, how replay time and table memory grow
-// with the number of connections, and the live path: accept to answer
-// through a proxy beside a bare gRPC echo process, the capture rate into
-// the table, and what an idle toad costs.
+// with the number of connections, toad replay beside tshark as whole
+// processes, the peak memory of toad replay on a capture of hours and
+// millions of connections, and the live path: accept to answer through a
+// proxy beside a bare gRPC echo process, the capture rate into the table,
+// and what an idle toad costs.
 //
 //	go run ./bench/cmd/toadbench -out bench          # make bench
 //	go run ./bench/cmd/toadbench -quick -out bench/out # make bench-quick
@@ -62,12 +64,15 @@ type config struct {
 	RatePackets    int
 	RateSteps      int
 	IdleFor        time.Duration
+	ProcessConns   []int
+	ProcessRounds  int
+	MemoryConns    int
 
 	args []string
 }
 
 // sections of the report, in order.
-var sections = []string{"replay", "kfilter", "table", "api", "scale", "conns", "caprate", "idle"}
+var sections = []string{"replay", "kfilter", "table", "api", "scale", "process", "memory", "conns", "caprate", "idle"}
 
 func (c *config) defaults() {
 	full := config{
@@ -78,6 +83,7 @@ func (c *config) defaults() {
 		APIPhase: 200 * time.Millisecond, APIRounds: 15, APIConns: 100_000, APIBatch: 1000,
 		ScaleSizes: []int{10_000, 100_000, 1_000_000, 10_000_000}, ScaleData: 0.5, ScaleRounds: 3,
 		ConnsBench: ".", ConnsBenchtime: "3s", RatePackets: 1_000_000, RateSteps: 5, IdleFor: time.Minute,
+		ProcessConns: []int{920, 40_000}, ProcessRounds: 5, MemoryConns: 10_000_000,
 	}
 	if c.Quick {
 		full = config{
@@ -88,6 +94,7 @@ func (c *config) defaults() {
 			APIPhase: 100 * time.Millisecond, APIRounds: 2, APIConns: 5000, APIBatch: 1000,
 			ScaleSizes: []int{1000, 10_000}, ScaleData: 0.5, ScaleRounds: 1,
 			ConnsBench: "(syn|notoa)/batch=1$", ConnsBenchtime: "100x", RatePackets: 20_000, RateSteps: 2, IdleFor: 5 * time.Second,
+			ProcessConns: []int{920}, ProcessRounds: 3, MemoryConns: 100_000,
 		}
 	}
 	set := func(v *int, d int) {
@@ -113,6 +120,11 @@ func (c *config) defaults() {
 	set(&c.APIConns, full.APIConns)
 	set(&c.APIBatch, full.APIBatch)
 	set(&c.ScaleRounds, full.ScaleRounds)
+	set(&c.ProcessRounds, full.ProcessRounds)
+	set(&c.MemoryConns, full.MemoryConns)
+	if c.ProcessConns == nil {
+		c.ProcessConns = full.ProcessConns
+	}
 	if c.APIPhase == 0 {
 		c.APIPhase = full.APIPhase
 	}
@@ -169,12 +181,18 @@ func main() {
 	fs.IntVar(&c.RatePackets, "rate-packets", 0, "segments per trial of the capture rate (default 1000000; quick 20000)")
 	fs.IntVar(&c.RateSteps, "rate-steps", 0, "paced trials searching for the highest rate without drops (default 5; quick 2)")
 	fs.DurationVar(&c.IdleFor, "idle", 0, "quiet period over which an idle toad's cost is measured (default 1m; quick 5s)")
+	processConns := fs.String("process-conns", "", "comma-separated connection counts of the files toad replay and tshark read as whole processes (default 920,40000: 80 k and 3.5 M packets; quick 920)")
+	fs.IntVar(&c.ProcessRounds, "process-rounds", 0, "toad replay runs per file in the whole-process comparison, the median counting (default 5; quick 3)")
+	fs.IntVar(&c.MemoryConns, "memory-conns", 0, "connections in the capture whose replay's peak memory is measured (default 10000000; quick 100000)")
 	fs.Parse(os.Args[1:])
 	c.args = os.Args[1:]
 
 	var err error
 	if c.TableKeys, err = ints(*tableKeys); err == nil {
 		c.ScaleSizes, err = ints(*scaleSizes)
+	}
+	if err == nil {
+		c.ProcessConns, err = ints(*processConns)
 	}
 	if err == nil && *only != "" {
 		c.Only = map[string]bool{}

@@ -204,6 +204,77 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
+	// toad as its users run it, and the spawner that measures it, built
+	// once for the sections that run them.
+	var tools replaycmp.Tools
+	buildTools := func(dir string) (replaycmp.Tools, error) {
+		if tools.Toad != "" {
+			return tools, nil
+		}
+		t, err := replaycmp.BuildTools(ctx, dir)
+		if err == nil {
+			tools = t
+		}
+		return t, err
+	}
+	binDir, err := os.MkdirTemp(c.TmpDir, "toadbench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	// scratch returns a directory for a section's files, removed by done,
+	// and the tools.
+	scratch := func() (dir string, t replaycmp.Tools, done func(), err error) {
+		if t, err = buildTools(binDir); err != nil {
+			return "", t, nil, err
+		}
+		if dir, err = os.MkdirTemp(c.TmpDir, "toadbench-"); err != nil {
+			return "", t, nil, err
+		}
+		return dir, t, func() { os.RemoveAll(dir) }, nil
+	}
+
+	step("process", func() error {
+		dir, t, done, err := scratch()
+		if err != nil {
+			return err
+		}
+		defer done()
+		var caps []*replaycmp.Capture
+		for i, n := range c.ProcessConns {
+			capt, err := replaycmp.WriteCapture(filepath.Join(dir, fmt.Sprintf("process-%d.pcap", i)), replaycmp.Mix{Conns: n, Data: c.Data, Seed: c.Seed})
+			if err != nil {
+				return err
+			}
+			logf("process: capture of %d connections, %d packets, %d MiB", n, capt.Packets, capt.Bytes>>20)
+			caps = append(caps, capt)
+		}
+		startup, err := replaycmp.MeasureStartup(ctx, t, c.ProcessRounds)
+		if err != nil {
+			return err
+		}
+		res, err := replaycmp.CompareProcesses(ctx, caps, replaycmp.ProcessConfig{Tools: t, Tshark: c.Tshark, Rounds: c.ProcessRounds, Dir: dir, Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Process = &report.Process{Rounds: c.ProcessRounds, Startup: startup, Results: res}
+		return nil
+	})
+
+	step("memory", func() error {
+		dir, t, done, err := scratch()
+		if err != nil {
+			return err
+		}
+		defer done()
+		res, err := replaycmp.MeasureMemory(ctx, replaycmp.MemoryConfig{Conns: c.MemoryConns, Seed: c.Seed, Tools: t, Path: filepath.Join(dir, "hours.pcap"), Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Memory = res
+		return nil
+	})
+
 	r.Took, r.LoadEnd = time.Since(start), report.LoadAverage()
 	if d := r.Disagreements(); len(d) > 0 {
 		errs = append(errs, fmt.Errorf("toad's mappings disagree with the ground truth: %s", strings.Join(d, "; ")))

@@ -125,7 +125,23 @@ type Config struct {
 	Start time.Time
 	// Gap is the mean time between packets; 0 means 200µs.
 	Gap time.Duration
+	// Proxies is how many proxy addresses of each family the peers come
+	// from; 0 means 200.
+	Proxies int
+	// Ports, when positive, is how many source ports each proxy uses, in
+	// turn, so that 4-tuples are reused as proxies reuse them: never one
+	// still in use by a connection of the capture, whether or not that
+	// connection was closed. It must exceed Concurrency. 0 gives every
+	// connection a 4-tuple of its own, up to ten million connections.
+	Ports int
+	// Ends is how connections end; its zero value means 60% with a FIN,
+	// 10% with a RST, and the rest never closed.
+	Ends Ends
 }
+
+// Ends is how the peers end connections, as shares; the rest are never
+// closed.
+type Ends struct{ FIN, RST float64 }
 
 // Conn is one generated connection, as the server sees it.
 type Conn struct {
@@ -137,9 +153,12 @@ type Conn struct {
 	// Spoofed reports a peer outside Trusted.
 	Spoofed bool
 	// Closed reports a connection that the peer ended with FIN or RST,
-	// at ClosedAt.
+	// at ClosedAt; Reset that it was a RST.
 	Closed   bool
+	Reset    bool
 	ClosedAt time.Time
+	// Opened is the capture time of its SYN.
+	Opened time.Time
 	// FirstSeen is the capture time of the first segment with a TOA.
 	FirstSeen time.Time
 }
@@ -183,6 +202,7 @@ type packet struct {
 const (
 	markTOA   = 1 << iota // FirstSeen
 	markClose             // ClosedAt
+	markOpen              // Opened
 )
 
 type conn struct {
@@ -198,46 +218,92 @@ func Write(w io.Writer, format Format, cfg Config) (*Truth, error) {
 	if err != nil {
 		return nil, err
 	}
-	var (
-		emit  func(ts time.Time, p packet) error
-		flush func() error
-	)
-	switch format {
-	case PCAP:
-		if len(g.links) > 1 {
-			return nil, fmt.Errorf("gen: a pcap file holds one link type, the framings have %v", g.links)
-		}
-		bw := bufio.NewWriterSize(w, 1<<16)
-		pw := pcapgo.NewWriterNanos(bw)
-		if err := pw.WriteFileHeader(65535, layers.LinkType(g.links[0])); err != nil {
-			return nil, err
-		}
-		emit = func(ts time.Time, p packet) error {
-			return pw.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(p.frame), Length: len(p.frame)}, p.frame)
-		}
-		flush = bw.Flush
-	case PCAPNG:
-		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "toad gen"}}
-		nw, err := pcapgo.NewNgWriterInterface(w, ngInterface(g.links[0]), opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range g.links[1:] {
-			if _, err := nw.AddInterface(ngInterface(l)); err != nil {
-				return nil, err
-			}
-		}
-		emit = func(ts time.Time, p packet) error {
-			return nw.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(p.frame), Length: len(p.frame), InterfaceIndex: p.iface}, p.frame)
-		}
-		flush = nw.Flush
-	default:
-		return nil, fmt.Errorf("gen: unknown format %d", format)
+	emit, flush, err := g.writer(w, format)
+	if err != nil {
+		return nil, err
 	}
 	if err := g.run(emit); err != nil {
 		return nil, err
 	}
 	return &g.truth, flush()
+}
+
+// writer returns the functions that write packets to w in format, the
+// file header written.
+func (g *generator) writer(w io.Writer, format Format) (emit func(ts time.Time, p packet) error, flush func() error, err error) {
+	switch format {
+	case PCAP:
+		if len(g.links) > 1 {
+			return nil, nil, fmt.Errorf("gen: a pcap file holds one link type, the framings have %v", g.links)
+		}
+		bw := bufio.NewWriterSize(w, 1<<16)
+		pw := pcapgo.NewWriterNanos(bw)
+		if err := pw.WriteFileHeader(65535, layers.LinkType(g.links[0])); err != nil {
+			return nil, nil, err
+		}
+		emit = func(ts time.Time, p packet) error {
+			return pw.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(p.frame), Length: len(p.frame)}, p.frame)
+		}
+		return emit, bw.Flush, nil
+	case PCAPNG:
+		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "toad gen"}}
+		nw, err := pcapgo.NewNgWriterInterface(w, ngInterface(g.links[0]), opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, l := range g.links[1:] {
+			if _, err := nw.AddInterface(ngInterface(l)); err != nil {
+				return nil, nil, err
+			}
+		}
+		emit = func(ts time.Time, p packet) error {
+			return nw.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(p.frame), Length: len(p.frame), InterfaceIndex: p.iface}, p.frame)
+		}
+		return emit, nw.Flush, nil
+	}
+	return nil, nil, fmt.Errorf("gen: unknown format %d", format)
+}
+
+// WriteSplit writes the capture cfg describes as several files, the way
+// tcpdump's -G and -C rotate them or two capture points share a link:
+// file(ts, n) says which of the files named names gets packet number n,
+// captured at ts, and returns an index into names. Every file gets its
+// header, so a file no packet went to holds a capture of none.
+func WriteSplit(names []string, format Format, cfg Config, file func(ts time.Time, n int) int) (*Truth, error) {
+	g, err := newGenerator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	emits := make([]func(time.Time, packet) error, len(names))
+	flushes := make([]func() error, len(names))
+	for i, name := range names {
+		f, err := os.Create(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if emits[i], flushes[i], err = g.writer(f, format); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	err = g.run(func(ts time.Time, p packet) error {
+		i := file(ts, n)
+		n++
+		if i < 0 || i >= len(names) {
+			return fmt.Errorf("gen: packet %d at %v goes to file %d of %d", n-1, ts, i, len(names))
+		}
+		return emits[i](ts, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, flush := range flushes {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return &g.truth, nil
 }
 
 // Stream generates the capture cfg describes without writing it: it calls
@@ -289,7 +355,9 @@ type generator struct {
 	truth    Truth
 	now      time.Time
 	started  int
-	onConn   func(*Conn) // Stream's; nil for Write, which keeps truth.Conns
+	onConn   func(*Conn)                // Stream's; nil for Write, which keeps truth.Conns
+	inUse    map[[2]netip.AddrPort]bool // with Ports, the 4-tuples of the connections being written
+	nextPort []int                      // with Ports, each proxy's next port
 }
 
 func newGenerator(cfg Config) (*generator, error) {
@@ -311,6 +379,15 @@ func newGenerator(cfg Config) (*generator, error) {
 	if cfg.Gap == 0 {
 		cfg.Gap = 200 * time.Microsecond
 	}
+	if cfg.Proxies == 0 {
+		cfg.Proxies = 200
+	}
+	if cfg.Proxies < 0 || cfg.Ports < 0 || cfg.Ports > 50000 {
+		return nil, fmt.Errorf("gen: %d proxies with %d ports each: want a positive number of proxies and 0 to 50000 ports", cfg.Proxies, cfg.Ports)
+	}
+	if cfg.Ports > 0 && cfg.Ports <= cfg.Concurrency {
+		return nil, fmt.Errorf("gen: %d ports for %d connections at once: want more ports, so that a free 4-tuple is always found", cfg.Ports, cfg.Concurrency)
+	}
 	for _, d := range cfg.Dialects {
 		if toa.BuiltinLayout(d) == toa.LayoutNone {
 			return nil, fmt.Errorf("gen: dialect %v is not built in", d)
@@ -325,6 +402,10 @@ func newGenerator(cfg Config) (*generator, error) {
 		dialects: cfg.Dialects,
 		places:   cfg.Placements,
 		now:      cfg.Start,
+	}
+	if cfg.Ports > 0 {
+		g.inUse = map[[2]netip.AddrPort]bool{}
+		g.nextPort = make([]int, cfg.Proxies)
 	}
 	for _, f := range cfg.Framings {
 		if err := decode.CheckLink(f.Link); err != nil {
@@ -368,11 +449,17 @@ func (g *generator) run(emit func(time.Time, packet) error) error {
 		if p.mark&markClose != 0 {
 			c.ClosedAt = g.now
 		}
+		if p.mark&markOpen != 0 {
+			c.Opened = g.now
+		}
 		if err := emit(g.now, p); err != nil {
 			return err
 		}
 		g.truth.Packets++
 		if c.next == len(c.packets) {
+			if g.inUse != nil {
+				delete(g.inUse, [2]netip.AddrPort{c.Peer, c.Local})
+			}
 			if g.onConn != nil {
 				g.onConn(&c.Conn)
 			} else {
@@ -406,23 +493,39 @@ func (g *generator) newConn() *conn {
 	spoofed := every(i, cfg.Spoofed)
 	plainConn := !spoofed && every(i+7, cfg.Plain)
 
-	host := uint32(1 + i%200)
-	port := uint16(10000 + (i/200)%50000)
+	proxy := i % cfg.Proxies
+	host := uint32(1 + proxy)
+	port := uint16(10000 + (i/cfg.Proxies)%50000)
 	var peer, local netip.AddrPort
-	switch {
-	case v6 && spoofed:
-		peer = netip.AddrPortFrom(addAddr(spoofV6, host), port)
-	case v6:
-		peer = netip.AddrPortFrom(addAddr(proxyV6, host), port)
-	case spoofed:
-		peer = netip.AddrPortFrom(addAddr(spoofV4, 1+uint32(i%120)), uint16(10000+(i/120)%50000))
-	default:
-		peer = netip.AddrPortFrom(addAddr(proxyV4, host), port)
-	}
 	if v6 {
 		local = serversV6[g.rng.IntN(len(serversV6))]
 	} else {
 		local = serversV4[g.rng.IntN(len(serversV4))]
+	}
+	peerAt := func(port uint16) netip.AddrPort {
+		switch {
+		case v6 && spoofed:
+			return netip.AddrPortFrom(addAddr(spoofV6, host), port)
+		case v6:
+			return netip.AddrPortFrom(addAddr(proxyV6, host), port)
+		case spoofed && g.inUse != nil:
+			return netip.AddrPortFrom(addAddr(spoofV4, 1+uint32(i%120)), port)
+		case spoofed:
+			return netip.AddrPortFrom(addAddr(spoofV4, 1+uint32(i%120)), uint16(10000+(i/120)%50000))
+		}
+		return netip.AddrPortFrom(addAddr(proxyV4, host), port)
+	}
+	peer = peerAt(port)
+	if g.inUse != nil {
+		// The proxy's next port whose 4-tuple is free: ports go round.
+		for {
+			port = uint16(10000 + g.nextPort[proxy])
+			g.nextPort[proxy] = (g.nextPort[proxy] + 1) % cfg.Ports
+			if peer = peerAt(port); !g.inUse[[2]netip.AddrPort{peer, local}] {
+				break
+			}
+		}
+		g.inUse[[2]netip.AddrPort{peer, local}] = true
 	}
 	client := g.client(d)
 	c := &conn{Conn: Conn{Peer: peer, Local: local, Placement: place, Framing: framing, Spoofed: spoofed}}
@@ -462,6 +565,9 @@ func (g *generator) newConn() *conn {
 		}
 		if in && s.Flags&(decode.FIN|decode.RST) != 0 {
 			mark |= markClose
+		}
+		if in && s.Flags == decode.SYN {
+			mark |= markOpen
 		}
 		f := framing
 		if !in {
@@ -531,15 +637,16 @@ func (g *generator) newConn() *conn {
 	}
 
 	// Close: most with FIN, some with RST, some left open.
-	switch r := g.rng.IntN(10); {
-	case r < 6:
+	fin, rst := g.ends()
+	switch {
+	case fin:
 		add(true, craft.Segment{Flags: decode.FIN | decode.ACK, Seq: seq, Ack: rseq, Options: craft.Opts(craft.NOP, craft.NOP, ts)})
 		add(false, craft.Segment{Flags: decode.FIN | decode.ACK, Seq: rseq, Ack: seq + 1, Options: craft.Opts(craft.NOP, craft.NOP, ts)})
 		add(true, craft.Segment{Flags: decode.ACK, Seq: seq + 1, Ack: rseq + 1, Options: craft.Opts(craft.NOP, craft.NOP, ts)})
 		c.Closed = true
-	case r < 7:
+	case rst:
 		add(true, craft.Segment{Flags: decode.RST | decode.ACK, Seq: seq, Ack: rseq})
-		c.Closed = true
+		c.Closed, c.Reset = true, true
 	}
 
 	if every(i+3, cfg.Junk) {
@@ -551,6 +658,17 @@ func (g *generator) newConn() *conn {
 		c.slot = len(g.truth.Conns) - 1
 	}
 	return c
+}
+
+// ends draws how the next connection ends.
+func (g *generator) ends() (fin, rst bool) {
+	e := g.cfg.Ends
+	if e == (Ends{}) {
+		r := g.rng.IntN(10)
+		return r < 6, r == 6
+	}
+	x := g.rng.Float64()
+	return x < e.FIN, x >= e.FIN && x < e.FIN+e.RST
 }
 
 // containsTOA reports whether opts holds opt as an option.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -232,4 +233,110 @@ func BenchmarkStream(b *testing.B) {
 		packets += st.Packets
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(packets), "ns/frame")
+}
+
+// TestPortReuse: with Ports, proxies take their ports in turn, so that
+// 4-tuples come back, never while a connection of the capture still uses
+// one; every connection has its SYN's time, and the ends follow Ends.
+func TestPortReuse(t *testing.T) {
+	cfg := Config{Seed: 3, Conns: 600, Concurrency: 4, Proxies: 2, Ports: 5, DataSegments: 1,
+		Ends: Ends{FIN: 0.5, RST: 0.3}, Gap: time.Second}
+	type span struct{ from, to time.Time }
+	spans := map[[2]netip.AddrPort][]span{}
+	var now time.Time
+	var fin, rst, open int
+	_, err := Stream(cfg, func(ts time.Time, _ decode.LinkType, _ []byte) error {
+		now = ts
+		return nil
+	}, func(c *Conn) {
+		// Called as the connection's last frame has gone out, at now.
+		if c.Opened.IsZero() || c.FirstSeen.Before(c.Opened) || c.Closed && c.ClosedAt.Before(c.Opened) {
+			t.Errorf("%v > %v: opened %v, first TOA %v, closed %v: want the SYN first", c.Peer, c.Local, c.Opened, c.FirstSeen, c.ClosedAt)
+		}
+		switch {
+		case c.Reset:
+			rst++
+		case c.Closed:
+			fin++
+		default:
+			open++
+		}
+		k := [2]netip.AddrPort{c.Peer, c.Local}
+		spans[k] = append(spans[k], span{c.Opened, now})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused := 0
+	for k, ss := range spans {
+		slices.SortFunc(ss, func(a, b span) int { return a.from.Compare(b.from) })
+		for i := 1; i < len(ss); i++ {
+			if !ss[i].from.After(ss[i-1].to) {
+				t.Errorf("%v reused at %v while in use until %v", k, ss[i].from, ss[i-1].to)
+			}
+		}
+		reused += len(ss) - 1
+		if k[0].Port() < 10000 || k[0].Port() >= 10000+uint16(cfg.Ports) {
+			t.Errorf("%v: port outside the %d the proxies use", k, cfg.Ports)
+		}
+	}
+	// 2 proxies, 5 ports, 2 servers of each family, IPv4 only.
+	if len(spans) > 2*5*2 || reused < 500 {
+		t.Errorf("%d 4-tuples, %d reuses; want at most 20 4-tuples, reused by most connections", len(spans), reused)
+	}
+	if fin < 250 || fin > 350 || rst < 140 || rst > 220 || open < 80 || open > 160 {
+		t.Errorf("%d FIN, %d RST, %d left open of 600; want about 300, 180, 120", fin, rst, open)
+	}
+	if _, err := Write(new(bytes.Buffer), PCAP, Config{Conns: 1, Ports: 16}); err == nil {
+		t.Errorf("16 ports for 16 connections at once: got no error")
+	}
+}
+
+// TestWriteSplit: the packets of a capture split over several files are
+// the packets of the whole capture, each in the file it was sent to.
+func TestWriteSplit(t *testing.T) {
+	cfg := Config{Seed: 8, Conns: 50, DataSegments: 2}
+	var whole bytes.Buffer
+	if _, err := Write(&whole, PCAP, cfg); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	names := []string{filepath.Join(dir, "a.pcap"), filepath.Join(dir, "b.pcap"), filepath.Join(dir, "c.pcap")}
+	truth, err := WriteSplit(names, PCAP, cfg, func(_ time.Time, n int) int { return n % 2 }) // c.pcap gets none
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*pcapgo.Reader
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r, err := pcapgo.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		files = append(files, r)
+	}
+	wr, err := pcapgo.NewReader(&whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; ; n++ {
+		want, wci, werr := wr.ReadPacketData()
+		if werr != nil {
+			if n != truth.Packets {
+				t.Errorf("the whole capture has %d packets, WriteSplit's truth %d", n, truth.Packets)
+			}
+			break
+		}
+		got, ci, err := files[n%2].ReadPacketData()
+		if err != nil || !bytes.Equal(got, want) || !ci.Timestamp.Equal(wci.Timestamp) {
+			t.Fatalf("packet %d: file %d has %x at %v (%v), want %x at %v", n, n%2, got, ci.Timestamp, err, want, wci.Timestamp)
+		}
+	}
+	if _, _, err := files[2].ReadPacketData(); err == nil {
+		t.Errorf("c.pcap holds a packet, want none")
+	}
 }
