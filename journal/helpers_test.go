@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -141,11 +142,20 @@ var tableCfg = correlate.Config{Capacity: 1 << 14, Shards: 8, Linger: 20 * time.
 // changing dir.
 func recovered(t testing.TB, dir string, now time.Time) (*correlate.Table, Recovery) {
 	t.Helper()
+	return recoveredInto(t, dir, now, tableCfg)
+}
+
+// smallCfg is a table for the few entries of the tests that recover
+// thousands of times.
+var smallCfg = correlate.Config{Capacity: 512, Shards: 1, Linger: tableCfg.Linger}
+
+func recoveredInto(t testing.TB, dir string, now time.Time, cfg correlate.Config) (*correlate.Table, Recovery) {
+	t.Helper()
 	im, rcv, err := recoverImage(dir)
 	if err != nil {
 		t.Fatalf("recover %s: %v", dir, err)
 	}
-	tab := newTable(t, tableCfg)
+	tab := newTable(t, cfg)
 	rcv.Loaded = tab.LoadImage(im, now)
 	return tab, rcv
 }
@@ -192,7 +202,11 @@ func copyFiles(src, dst string) error {
 	return nil
 }
 
+// diff returns the difference between two tables' entries, or "".
 func diff(want, got map[correlate.Key]correlate.Entry) string {
+	if maps.Equal(want, got) {
+		return ""
+	}
 	return cmp.Diff(want, got, cmpNet)
 }
 
