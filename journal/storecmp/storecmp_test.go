@@ -8,6 +8,7 @@ package storecmp
 import (
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/crc32"
 	"net/netip"
@@ -39,8 +40,10 @@ const (
 	linger   = 200 // groups a closed connection lingers
 	groupDur = 10 * time.Millisecond
 	warmup   = lifetime + linger + 50
-	measured = 500
 )
+
+// measured is how many groups are measured after the warm-up.
+var measured = flag.Int("groups", 500, "groups of 100 connections measured by BenchmarkWorkload")
 
 var (
 	t0     = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -348,9 +351,9 @@ func BenchmarkWorkload(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				lat := make([]time.Duration, 0, measured)
+				lat := make([]time.Duration, 0, *measured)
 				cpu0, w0 := usage(b)
-				for g := warmup; g < warmup+measured; g++ {
+				for g := warmup; g < warmup+*measured; g++ {
 					group(tab, g)
 					start := time.Now()
 					if err := commit(); err != nil {
@@ -359,7 +362,7 @@ func BenchmarkWorkload(b *testing.B) {
 					lat = append(lat, time.Since(start))
 				}
 				cpu1, w1 := usage(b)
-				conns := float64(measured * perGroup)
+				conns := float64(*measured * perGroup)
 				slices.Sort(lat)
 				b.ReportMetric(float64(cpu1-cpu0)/conns, "cpu-ns/conn")
 				b.ReportMetric(float64(w1-w0)/conns, "written-B/conn")
