@@ -20,7 +20,7 @@ const benchConns = 1_000_000
 // filled returns a table of capacity entries holding conns connections.
 func filled(b *testing.B, capacity, conns int) *correlate.Table {
 	b.Helper()
-	tab := newTable(b, correlate.Config{Capacity: capacity})
+	tab := newBenchTable(b, correlate.Config{Capacity: capacity})
 	for n := range conns {
 		r := synN(n, t0)
 		tab.Observe(&r)

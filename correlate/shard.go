@@ -125,7 +125,8 @@ type shard struct {
 	look     lookupCounters
 	waiters  map[Key][]*waiter
 	recent   [recentLen]uint64
-	_        [64]byte // keep the next shard's lock off this shard's last cache line
+	log      *shardLog // changes for a Recorder; nil when not recording
+	_        [64]byte  // keep the next shard's lock off this shard's last cache line
 }
 
 // init readies a zero shard to hold up to hard entries. Arena chunks are

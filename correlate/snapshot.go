@@ -236,6 +236,13 @@ func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error)
 	if err != nil {
 		return 0, fmt.Errorf("read snapshot: %w", err)
 	}
+	return t.load(recs, now, true), nil
+}
+
+// load adds recs to the table as ReadSnapshot describes, and returns how
+// many it added. Without idleFromStamps, open entries are never skipped as
+// idle and, with an IdleTimeout, start a fresh idle period at now.
+func (t *Table) load(recs []srec, now time.Time, idleFromStamps bool) (loaded int) {
 	// Closing entries in the order they began closing, then open ones
 	// oldest first: the order of the lists they go to, and, should the
 	// snapshot not fit, the order in which they are evicted.
@@ -255,8 +262,11 @@ func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error)
 	for j := range recs {
 		rec := &recs[j]
 		if !now.IsZero() && (rec.f&fClosing != 0 && rec.v.stamp <= cut ||
-			rec.f&fClosing == 0 && t.idle > 0 && rec.v.stamp <= idleCut) {
+			rec.f&fClosing == 0 && t.idle > 0 && idleFromStamps && rec.v.stamp <= idleCut) {
 			continue
+		}
+		if rec.f&fClosing == 0 && t.idle > 0 && !idleFromStamps && !now.IsZero() {
+			rec.v.stamp = max(rec.v.stamp, nanos(now))
 		}
 		k := rec.k.unpack()
 		if !t.trusts(k.Peer.Addr()) {
@@ -273,7 +283,7 @@ func (t *Table) ReadSnapshot(r io.Reader, now time.Time) (loaded int, err error)
 		}
 		s.mu.Unlock()
 	}
-	return loaded, nil
+	return loaded
 }
 
 // readSnapshot reads and verifies a whole snapshot.

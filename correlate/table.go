@@ -237,6 +237,7 @@ func (t *Table) Observe(r *decode.Record) {
 		s.push(&s.closing, ref)
 		s.nClosing++
 		t.nClosing.Add(1)
+		s.logClose(ref)
 		if t.subs.Load() != nil {
 			t.publish(Event{Type: EventClose, Entry: s.entry(ref, p.unpack())})
 		}
@@ -251,9 +252,15 @@ func (s *shard) startsNew(ref, seq uint32) bool {
 	isn := ISN{Seq: v.syn, Known: *f&fHasSyn != 0, Inferred: *f&fSynInferred != 0}
 	isNew, isn := isn.StartsNew(seq, *f&fClosing != 0)
 	if !isNew {
+		// A SYN that makes an inferred ISN exact changes what a restart
+		// must know.
+		changed := v.syn != isn.Seq || (*f&fSynInferred != 0 && !isn.Inferred)
 		v.syn = isn.Seq
 		if !isn.Inferred {
 			*f &^= fSynInferred
+		}
+		if changed {
+			s.logSyn(ref)
 		}
 	}
 	return isNew
@@ -321,6 +328,7 @@ func (t *Table) insert(s *shard, p *pkey, h uint32, v *val, f uint8) uint32 {
 	if f&fClient6 != 0 {
 		s.nClient6++
 	}
+	s.logPut(ref)
 	if len(s.waiters) > 0 {
 		s.wake(p.unpack())
 	}
@@ -404,6 +412,7 @@ func (t *Table) drop(s *shard, ref, h uint32) { t.remove(s, ref, h, false) }
 // remove removes ref's entry, whose key hashes to h, from s; with reuse,
 // the table's count is left for an entry about to be inserted.
 func (t *Table) remove(s *shard, ref, h uint32, reuse bool) {
+	s.logRemove(ref)
 	_, f := s.hdr(ref)
 	if *f&fClosing != 0 {
 		s.unlink(&s.closing, ref)
