@@ -17,7 +17,9 @@ import (
 //	put       the rest of a snapshot entry: the entry as it now is, in
 //	          place of any the key held
 //	close     key, closed at int64 (Unix ns): the key's entry began closing
-//	remove    key: the key's entry is gone (expired, evicted, replaced)
+//	remove    key: the key's entry is gone (evicted, expired as idle,
+//	          replaced). A closing entry whose linger ends is not
+//	          recorded: its close time and the linger say when it goes
 //	syn       key, syn uint32: a SYN confirmed the entry's initial
 //	          sequence number
 //	crc       CRC-32C of the record's bytes before it
@@ -186,7 +188,8 @@ func changeLen(c uint8) int {
 
 // Recorder collects the table's changes, for a journal to write: every
 // entry the table takes in (a TOA, a snapshot loaded), every close, every
-// removal (expiry, eviction, a new connection on the key) and every
+// removal (eviction, idle expiry, a new connection on the key; not the
+// end of a closed connection's linger, which its close implies) and every
 // initial sequence number a SYN confirms. Each shard appends its changes,
 // under its own lock, to a buffer of its own, so recording never blocks
 // and costs a few tens of nanoseconds a change. A full buffer drops the

@@ -109,7 +109,7 @@ func TestCrash(t *testing.T) {
 		if lines < want {
 			t.Fatalf("kill %d: the child ended after %d durable steps, before the kill:\n%s", k, lines, stderr.String())
 		}
-		got, _ := recovered(t, copyDir(t, dir), noClock())
+		got, _ := recovered(t, copyDir(t, dir), expiredAt(base, durable))
 		g := entries(got)
 		checkCrash(t, k, base, durable, prev, g)
 		prev = g

@@ -149,14 +149,14 @@ func TestDiskFullAtOpen(t *testing.T) {
 	f.Close()
 
 	tab := newTable(t, tableCfg)
-	j2, rcv := open(t, dir, tab, Config{Interval: time.Hour})
+	j2, rcv := open(t, dir, tab, Config{Interval: time.Hour, Now: func() time.Time { return expiredAt(0, 99) }})
 	if d := diff(want, entries(tab)); d != "" {
 		t.Errorf("recovered on a full disk (-before +after):\n%s", d)
 	}
 	if st := j2.Stats(); !st.Failing || rcv.Loaded != len(want) {
 		t.Errorf("stats %+v, loaded %d: want Failing, %d loaded", st, rcv.Loaded, len(want))
 	}
-	got, _ := recovered(t, copyDir(t, dir), time.Time{})
+	got, _ := recovered(t, copyDir(t, dir), expiredAt(0, 99))
 	if d := diff(want, entries(got)); d != "" {
 		t.Errorf("the generation on disk changed (-before +after):\n%s", d)
 	}
