@@ -440,13 +440,26 @@ type conn struct {
 // with how long that took.
 func open(t testing.TB, ds []dialer) ([]*conn, time.Duration) {
 	t.Helper()
+	start := time.Now()
+	conns, err := dialAll(ds)
+	took := time.Since(start)
+	t.Cleanup(func() { closeAll(conns) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conns, took
+}
+
+// dialAll opens every dialer's connections at once, each through its
+// hello and the origin's reply, and returns those it opened; the caller
+// closes them.
+func dialAll(ds []dialer) ([]*conn, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		conns []*conn
 		errs  []error
 	)
-	start := time.Now()
 	for _, d := range ds {
 		for range d.n {
 			wg.Go(func() {
@@ -463,12 +476,10 @@ func open(t testing.TB, ds []dialer) ([]*conn, time.Duration) {
 		}
 	}
 	wg.Wait()
-	took := time.Since(start)
-	t.Cleanup(func() { closeAll(conns) })
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d connections failed; the first: %v", len(errs), len(errs)+len(conns), errors.Join(errs[:min(len(errs), 5)]...))
+		return conns, fmt.Errorf("%d of %d connections failed; the first: %w", len(errs), len(errs)+len(conns), errors.Join(errs[:min(len(errs), 5)]...))
 	}
-	return conns, took
+	return conns, nil
 }
 
 // open dials in d's namespace and runs the conversation's first round.
