@@ -22,7 +22,7 @@ func Check(dir string) error {
 		return fmt.Errorf("%s is not a directory: the state is kept in a directory of its own", dir)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("cannot make the directory: %w (make it, or name one toad's user may create)", errors.Unwrap(err))
+		return fmt.Errorf("cannot make the directory: %w (make it, or name one toad's user may create)", err)
 	}
 	f, err := os.CreateTemp(dir, "."+snapPrefix+"check-*"+tempSuffix)
 	if err != nil {
