@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,9 +80,12 @@ func openState(dir, legacy string, fsync, live bool, table *correlate.Table, log
 	}
 	st := j.Stats()
 	if imported && !st.Failing {
-		if err := os.Remove(legacy); err != nil {
+		// One that was not intact has been moved aside already.
+		switch err := os.Remove(legacy); {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
 			log.Warn("snapshot of an older toad imported, but it could not be removed: remove it", "file", legacy, "err", err)
-		} else {
+		default:
 			log.Info("snapshot of an older toad imported into the state directory, and removed", "file", legacy, "dir", dir)
 		}
 	}
