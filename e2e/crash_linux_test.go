@@ -141,13 +141,20 @@ func TestCrash(t *testing.T) {
 	// Kills under load.
 	for k := range *kills {
 		hold(10)
-		// Close a third of the held connections, each once toad
-		// has seen it close.
+		// Close a third of the held connections. Each client's
+		// FIN reached the origin, which answered with its own: a lookup
+		// of an unknown connection, answered once toad's capture has
+		// caught up with the call, shows toad has seen them all.
 		n := len(held) / 3
 		for _, c := range held[:n] {
 			closeAndWait(t, c)
+		}
+		if _, err := waiting.Lookup(context.Background(), netip.AddrPortFrom(proxyAddr4, 1), origin4); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("kill %d: lookup of an unknown connection: %v, want not found", k, err)
+		}
+		for _, c := range held[:n] {
 			a := live[c.local]
-			got, err := waiting.Lookup(context.Background(), a.peer, a.local)
+			got, err := b.api.Lookup(context.Background(), a.peer, a.local)
 			if err != nil || got.State != toadv1.ConnectionState_CONNECTION_STATE_CLOSING {
 				t.Fatalf("kill %d: connection of %v closed, toad says %v, %v; want closing", k, c.local, got.State, err)
 			}
