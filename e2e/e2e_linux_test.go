@@ -379,10 +379,10 @@ func BenchmarkConnections(b *testing.B) {
 		ns.Sysctl(b, "net.ipv4.ip_local_port_range", "1024 65535")
 		ns.Sysctl(b, "net.ipv4.tcp_tw_reuse", "1")
 	}
-	// Each proxy has its own quarter of the ports: a 4-tuple that comes
+	// Each proxy has its own fifth of the ports: a 4-tuple that comes
 	// back within toad's linger is TestProxyPortReuse's business, not this
 	// benchmark's.
-	const share = (65536 - 1024) / 4
+	const share = (65536 - 1024) / 5
 	for i, p := range []struct {
 		name, toa, placement string
 	}{
@@ -407,19 +407,21 @@ func BenchmarkConnections(b *testing.B) {
 	// its state directory, then with it, 30 connections at once with the
 	// TOA in the ACK (DPVS). The "on" case reports the bytes the journal
 	// wrote per connection, its compactions included.
-	lo := 1024 + 3*share
-	proxy := testbed.Start(b, bd.proxy, "toad-proxy", proxyBin, "proxying",
-		"-vip", vip4.String(), "-origin", origin4.String(), "-proxy-addr", proxyAddr4.String(),
-		"-toa", "254/8", "-toa6", "none", "-placement", "ack+data",
-		"-ports", fmt.Sprintf("%d-%d", lo, lo+share-1), "-device", "toadp3")
-	for _, on := range []bool{false, true} {
+	for i, on := range []bool{false, true} {
 		name := map[bool]string{false: "persist-off", true: "persist-on"}[on]
-		b.Run(name+"/batch=30", func(b *testing.B) {
-			if err := bd.toad.Stop(stopTimeout); err != nil {
-				b.Fatalf("stop toad: %v\n%s", err, bd.toad.Log())
-			}
-			bd.toad = testbed.StartToad(b, bd.origin, bd.bin, bd.argsPersisting(on)...)
-			benchConnections(b, bd, echo, proxy, 30, true)
+		b.Run(name, func(b *testing.B) {
+			lo := 1024 + (3+i)*share
+			proxy := testbed.Start(b, bd.proxy, "toad-proxy", proxyBin, "proxying",
+				"-vip", vip4.String(), "-origin", origin4.String(), "-proxy-addr", proxyAddr4.String(),
+				"-toa", "254/8", "-toa6", "none", "-placement", "ack+data",
+				"-ports", fmt.Sprintf("%d-%d", lo, lo+share-1), "-device", fmt.Sprintf("toadp%d", 3+i))
+			b.Run("batch=30", func(b *testing.B) {
+				if err := bd.toad.Stop(stopTimeout); err != nil {
+					b.Fatalf("stop toad: %v\n%s", err, bd.toad.Log())
+				}
+				bd.toad = testbed.StartToad(b, bd.origin, bd.bin, bd.argsPersisting(on)...)
+				benchConnections(b, bd, echo, proxy, 30, true)
+			})
 		})
 	}
 }
