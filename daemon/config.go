@@ -110,6 +110,9 @@ func DefaultConfig() Config {
 // not within their bounds. Whether the system can honour them (the
 // interface exists, the paths are writable) is checked by Run at start.
 func (c *Config) Validate() error {
+	// Zero means the default to capture and correlate, but a flag set to
+	// zero is a mistake: these are refused here, the bounds by the
+	// packages.
 	switch {
 	case c.Socket == "" && c.Listen == "":
 		return errors.New("--socket and --listen are both empty: nothing to serve lookups on")
@@ -119,22 +122,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--linger %v: want a positive duration such as 60s", c.Linger)
 	case c.MaxWait < 0:
 		return fmt.Errorf("--max-wait %v: want 0 or more", c.MaxWait)
-	case c.Capacity < 1 || c.Capacity > correlate.MaxCapacity:
-		return fmt.Errorf("--capacity %d: want 1 to %d", c.Capacity, correlate.MaxCapacity)
-	case c.IdleTimeout < 0:
-		return fmt.Errorf("--idle-timeout %v: want 0 (never) or more", c.IdleTimeout)
-	case c.Readers < 1 || c.Readers > 64:
-		return fmt.Errorf("--readers %d: want 1 to 64", c.Readers)
-	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
-		return fmt.Errorf("--block-size %d: want a multiple of 4KiB", c.BlockSize)
-	case c.RingSize < c.BlockSize:
-		return fmt.Errorf("--ring-size %d is smaller than --block-size %d", c.RingSize, c.BlockSize)
-	case c.SnapLen < 128 || c.SnapLen > 65535:
-		return fmt.Errorf("--snap-len %d: want 128 to 65535", c.SnapLen)
+	case c.Capacity < 1:
+		return fmt.Errorf("--capacity %d: want 1 or more", c.Capacity)
+	case c.Readers < 1:
+		return fmt.Errorf("--readers %d: want 1 or more", c.Readers)
+	case c.RingSize < 1, c.BlockSize < 1, c.SnapLen < 1:
+		return fmt.Errorf("--ring-size %d, --block-size %d, --snap-len %d: want each above 0", c.RingSize, c.BlockSize, c.SnapLen)
 	case c.Drain < 0:
 		return fmt.Errorf("--drain %v: want 0 or more", c.Drain)
 	case c.ShutdownTimeout <= c.Drain:
 		return fmt.Errorf("--shutdown-timeout %v leaves no time to stop after --drain %v: want it longer", c.ShutdownTimeout, c.Drain)
+	}
+	if err := c.tableConfig().Validate(); err != nil {
+		return flagError(err)
+	}
+	if err := c.captureConfig(nil).Validate(); err != nil {
+		return flagError(err)
 	}
 	for _, a := range []struct{ flag, addr string }{
 		{"listen", c.Listen}, {"health-listen", c.HealthListen}, {"metrics-listen", c.MetricsListen},
@@ -147,8 +150,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Listen != "" && !c.AllowRemote {
-		host, _, _ := net.SplitHostPort(c.Listen)
-		if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		if err := api.CheckLoopback(c.Listen); errors.Is(err, api.ErrNotLoopback) {
 			return fmt.Errorf("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
 		}
 	}
@@ -164,6 +166,55 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--snapshot %q: want a file, not a directory", c.Snapshot)
 	}
 	return nil
+}
+
+// flags are the toad serve flags of the capture's and the table's Config
+// fields.
+var flags = map[string]string{
+	"Capacity": "capacity", "Linger": "linger", "IdleTimeout": "idle-timeout",
+	"Readers": "readers", "RingSize": "ring-size", "BlockSize": "block-size", "SnapLen": "snap-len", "Filter": "filter",
+}
+
+// flagError rewords a package's *ConfigError with the flag that sets the
+// field.
+func flagError(err error) error {
+	var fe interface {
+		ConfigField() (field string, value any, want string)
+	}
+	if !errors.As(err, &fe) {
+		return err
+	}
+	field, value, want := fe.ConfigField()
+	name, ok := flags[field]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("--%s %v: want %s", name, value, want)
+}
+
+// tableConfig is the connection table's configuration.
+func (c *Config) tableConfig() correlate.Config {
+	return correlate.Config{
+		Capacity:    c.Capacity,
+		Linger:      c.Linger,
+		IdleTimeout: c.IdleTimeout,
+		Trusted:     c.Trusted,
+		Barrier:     true, // the live capture is attached to it; --pcap seals it
+	}
+}
+
+// captureConfig is the live capture's configuration.
+func (c *Config) captureConfig(log *slog.Logger) capture.Config {
+	return capture.Config{
+		Interface: c.Interface,
+		Dialects:  c.Dialects,
+		Readers:   c.Readers,
+		RingSize:  c.RingSize,
+		BlockSize: c.BlockSize,
+		SnapLen:   c.SnapLen,
+		Filter:    c.Filter,
+		Logger:    log,
+	}
 }
 
 // checkListenAddr checks a TCP listen address: a port number, and an IP

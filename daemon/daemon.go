@@ -58,13 +58,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	table, err := correlate.New(correlate.Config{
-		Capacity:    cfg.Capacity,
-		Linger:      cfg.Linger,
-		IdleTimeout: cfg.IdleTimeout,
-		Trusted:     cfg.Trusted,
-		Barrier:     true, // the live capture is attached to it; --pcap seals it
-	})
+	table, err := correlate.New(cfg.tableConfig())
 	if err != nil {
 		return err
 	}
@@ -439,16 +433,7 @@ func (r *replayed) close() error          { return nil }
 type live struct{ c *capture.Capture }
 
 func liveSource(cfg Config, table *correlate.Table, log *slog.Logger) (*live, error) {
-	c, err := capture.Open(capture.Config{
-		Interface: cfg.Interface,
-		Dialects:  cfg.Dialects,
-		Readers:   cfg.Readers,
-		RingSize:  cfg.RingSize,
-		BlockSize: cfg.BlockSize,
-		SnapLen:   cfg.SnapLen,
-		Filter:    cfg.Filter,
-		Logger:    log,
-	}, table)
+	c, err := capture.Open(cfg.captureConfig(log), table)
 	if err != nil {
 		return nil, err
 	}

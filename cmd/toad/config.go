@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/daemon"
 )
 
@@ -111,12 +110,7 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.BlockTimeout, "block-timeout", 0, "deprecated and ignored: the capture hands each packet over as it arrives")
 	fs.IntVar(&cfg.SnapLen, "snap-len", cfg.SnapLen, "`bytes` of each packet captured, 128-65535")
 	fs.Func("filter", "the strongest kernel `filter` to try: toa, tcp, direction or none (default toa)", func(s string) error {
-		f, ok := parseFilter(s)
-		if !ok {
-			return errors.New("want toa, tcp, direction or none")
-		}
-		cfg.Filter = f
-		return nil
+		return cfg.Filter.UnmarshalText([]byte(s))
 	})
 
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
@@ -253,14 +247,4 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with KiB, MiB or GiB", s)
 	}
 	return n * mult, nil
-}
-
-// parseFilter parses a capture.Filter by its name.
-func parseFilter(s string) (capture.Filter, bool) {
-	for f := capture.FilterTOA; f <= capture.FilterNone; f++ {
-		if f.String() == strings.TrimSpace(s) {
-			return f, true
-		}
-	}
-	return 0, false
 }
