@@ -55,4 +55,3 @@ func checkError(dir string, err error) error {
 	}
 	return fmt.Errorf("directory %s cannot be written: %w", dir, err)
 }
-
