@@ -21,7 +21,10 @@ import (
 //	close     key, closed at int64 (Unix ns): the key's entry began closing
 //	remove    key: the key's entry is gone (evicted, expired as idle,
 //	          replaced). A closing entry whose linger ends is not
-//	          recorded: its close time and the linger say when it goes
+//	          recorded: its close time and the linger say when it goes.
+//	          (So a table recovered with a longer Linger than the one
+//	          that wrote the records holds, closing, entries the other
+//	          had already dropped, until the longer linger ends.)
 //	syn       key, syn uint32: a SYN confirmed the entry's initial
 //	          sequence number
 //	crc       CRC-32C of the record's bytes before it
