@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -127,6 +128,21 @@ func dialectText(d toa.Dialect) string {
 		}
 	}
 	return d.String()
+}
+
+func journalStats(st journal.Stats) *toadv1.JournalStats {
+	return &toadv1.JournalStats{
+		Records:     st.Records,
+		Groups:      st.Groups,
+		Bytes:       st.Bytes,
+		Compactions: st.Compactions,
+		Overflows:   st.Overflows,
+		Lost:        st.Lost,
+		Dropped:     st.Dropped,
+		WriteErrors: st.WriteErrors,
+		Failing:     st.Failing,
+		SizeBytes:   uint64(max(st.Size, 0)),
+	}
 }
 
 func tableStats(st correlate.Stats) *toadv1.TableStats {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
 
@@ -121,6 +122,10 @@ type Config struct {
 	// Counters, when set, adds other components' counters (the capture's,
 	// for example) to GetStats. It must be safe for concurrent use.
 	Counters func() map[string]uint64
+	// Journal, when set, adds the counters of the journal that keeps the
+	// table on disk to GetStats; it reports false while there is none. It
+	// must be safe for concurrent use.
+	Journal func() (journal.Stats, bool)
 	// Options are added after the server's own, for interceptors and
 	// stats handlers (metrics, tracing).
 	Options []grpc.ServerOption

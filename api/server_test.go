@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -246,7 +247,12 @@ func TestBatchLookupMessageBound(t *testing.T) {
 }
 
 func TestGetStats(t *testing.T) {
-	f := start(t, api.Config{Counters: func() map[string]uint64 { return map[string]uint64{"capture_packets": 42} }})
+	f := start(t, api.Config{
+		Counters: func() map[string]uint64 { return map[string]uint64{"capture_packets": 42} },
+		Journal: func() (journal.Stats, bool) {
+			return journal.Stats{Records: 7, Groups: 3, Bytes: 512, Compactions: 1, WriteErrors: 2, Failing: true, Size: 300}, true
+		},
+	})
 	open(t, f.table, connV4)
 	open(t, f.table, connV6)
 	c := f.client(t, transports[0])
@@ -268,6 +274,7 @@ func TestGetStats(t *testing.T) {
 		},
 		Counters: map[string]uint64{"capture_packets": 42},
 		Serving:  true,
+		Journal:  &toadv1.JournalStats{Records: 7, Groups: 3, Bytes: 512, Compactions: 1, WriteErrors: 2, Failing: true, SizeBytes: 300},
 	}
 	if diff := cmp.Diff(want, resp, protocmp.Transform()); diff != "" {
 		t.Errorf("GetStats (-want +got):\n%s", diff)

@@ -281,5 +281,10 @@ func (s *service) GetStats(context.Context, *toadv1.GetStatsRequest) (*toadv1.Ge
 	if s.cfg.Counters != nil {
 		resp.Counters = s.cfg.Counters()
 	}
+	if s.cfg.Journal != nil {
+		if st, ok := s.cfg.Journal(); ok {
+			resp.Journal = journalStats(st)
+		}
+	}
 	return resp, nil
 }

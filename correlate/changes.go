@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	mbits "math/bits"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +19,12 @@ import (
 //	put       the rest of a snapshot entry: the entry as it now is, in
 //	          place of any the key held
 //	close     key, closed at int64 (Unix ns): the key's entry began closing
-//	remove    key: the key's entry is gone (expired, evicted, replaced)
+//	remove    key: the key's entry is gone (evicted, expired as idle,
+//	          replaced). A closing entry whose linger ends is not
+//	          recorded: its close time and the linger say when it goes.
+//	          (So a table recovered with a longer Linger than the one
+//	          that wrote the records holds, closing, entries the other
+//	          had already dropped, until the longer linger ends.)
 //	syn       key, syn uint32: a SYN confirmed the entry's initial
 //	          sequence number
 //	crc       CRC-32C of the record's bytes before it
@@ -47,6 +54,26 @@ type shardLog struct {
 	buf  []byte
 	max  int    // bytes buf may hold; past it changes are dropped
 	lost uint64 // changes dropped since the last drain
+
+	// The first change after a drain sets the shard's bit in the
+	// recorder's dirty set and signals pending, so that a drain visits
+	// only the shards that changed, and a writer with nothing to write
+	// sleeps.
+	dirty   *atomic.Uint64
+	bit     uint64
+	pending chan struct{}
+}
+
+// mark notes that the shard has changes to drain, before the first one
+// since the last drain is appended.
+func (l *shardLog) mark() {
+	if len(l.buf) == 0 && l.lost == 0 {
+		l.dirty.Or(l.bit)
+		select {
+		case l.pending <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // wireFlags maps a slot's flags to a snapshot entry's.
@@ -102,6 +129,7 @@ func (l *shardLog) room() bool {
 }
 
 func (l *shardLog) put(s *shard, ref uint32) {
+	l.mark()
 	if !l.room() {
 		return
 	}
@@ -121,6 +149,7 @@ func (l *shardLog) put(s *shard, ref uint32) {
 }
 
 func (l *shardLog) keyed(s *shard, ref uint32, op uint8) {
+	l.mark()
 	if !l.room() {
 		return
 	}
@@ -186,16 +215,19 @@ func changeLen(c uint8) int {
 
 // Recorder collects the table's changes, for a journal to write: every
 // entry the table takes in (a TOA, a snapshot loaded), every close, every
-// removal (expiry, eviction, a new connection on the key) and every
+// removal (eviction, idle expiry, a new connection on the key; not the
+// end of a closed connection's linger, which its close implies) and every
 // initial sequence number a SYN confirms. Each shard appends its changes,
 // under its own lock, to a buffer of its own, so recording never blocks
 // and costs a few tens of nanoseconds a change. A full buffer drops the
 // change and counts it: Drain reports it, and the journal must then write
 // the table whole. Drain and Stop are for one goroutine at a time.
 type Recorder struct {
-	t     *Table
-	logs  []*shardLog // each shard's
-	spare [][]byte    // each shard's other buffer
+	t       *Table
+	logs    []*shardLog     // each shard's
+	spare   [][]byte        // each shard's other buffer
+	dirty   []atomic.Uint64 // the shards with changes, a bit each
+	pending chan struct{}
 }
 
 // ErrRecording is returned by Record when the table is already recording.
@@ -213,9 +245,11 @@ func (t *Table) Record(perShard int) (*Recorder, error) {
 	if s0.log != nil {
 		return nil, ErrRecording
 	}
-	r := &Recorder{t: t, spare: make([][]byte, len(t.shards)), logs: make([]*shardLog, len(t.shards))}
+	r := &Recorder{t: t, spare: make([][]byte, len(t.shards)), logs: make([]*shardLog, len(t.shards)),
+		dirty: make([]atomic.Uint64, (len(t.shards)+63)/64), pending: make(chan struct{}, 1)}
 	for i := range t.shards {
-		r.logs[i] = &shardLog{buf: make([]byte, 0, min(perShard, 16<<10)), max: perShard}
+		r.logs[i] = &shardLog{buf: make([]byte, 0, min(perShard, 16<<10)), max: perShard,
+			dirty: &r.dirty[i/64], bit: 1 << (i % 64), pending: r.pending}
 		r.spare[i] = make([]byte, 0, min(perShard, 16<<10))
 	}
 	for i := len(t.shards) - 1; i > 0; i-- {
@@ -228,32 +262,50 @@ func (t *Table) Record(perShard int) (*Recorder, error) {
 	return r, nil
 }
 
+// Pending receives a value when changes were recorded since the last
+// drain: a writer waits on it rather than polling an idle table. A value
+// may come for changes a drain has already taken.
+func (r *Recorder) Pending() <-chan struct{} { return r.pending }
+
 // Drain appends to dst the changes recorded since the last drain, each
 // record followed by its CRC-32C, shard by shard: the changes to any one
 // key stay in order. It returns how many records it appended and how many
-// changes were dropped meanwhile because a shard's buffer was full.
+// changes were dropped meanwhile because a shard's buffer was full. It
+// visits only the shards that changed.
 func (r *Recorder) Drain(dst []byte) (out []byte, records int, lost uint64) {
-	for i, l := range r.logs {
-		s := &r.t.shards[i]
-		s.mu.Lock()
-		if s.log != l || len(l.buf) == 0 && l.lost == 0 {
-			s.mu.Unlock()
-			continue
+	for w := range r.dirty {
+		for bits := r.dirty[w].Swap(0); bits != 0; bits &= bits - 1 {
+			i := w*64 + mbits.TrailingZeros64(bits)
+			var n int
+			var l uint64
+			dst, n, l = r.drainShard(dst, i)
+			records += n
+			lost += l
 		}
-		full := l.buf
-		l.buf = r.spare[i][:0]
-		lost += l.lost
-		l.lost = 0
-		s.mu.Unlock()
-		for b := full; len(b) > 0; {
-			n := changeLen(b[0])
-			dst = append(dst, b[:n]...)
-			dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(b[:n], castagnoli))
-			b = b[n:]
-			records++
-		}
-		r.spare[i] = full[:0]
 	}
+	return dst, records, lost
+}
+
+// drainShard appends shard i's changes to dst.
+func (r *Recorder) drainShard(dst []byte, i int) (out []byte, records int, lost uint64) {
+	l, s := r.logs[i], &r.t.shards[i]
+	s.mu.Lock()
+	if s.log != l || len(l.buf) == 0 && l.lost == 0 {
+		s.mu.Unlock()
+		return dst, 0, 0
+	}
+	full := l.buf
+	l.buf = r.spare[i][:0]
+	lost, l.lost = l.lost, 0
+	s.mu.Unlock()
+	for b := full; len(b) > 0; {
+		n := changeLen(b[0])
+		dst = append(dst, b[:n]...)
+		dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(b[:n], castagnoli))
+		b = b[n:]
+		records++
+	}
+	r.spare[i] = full[:0]
 	return dst, records, lost
 }
 

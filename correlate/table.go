@@ -441,6 +441,11 @@ func (t *Table) drop(s *shard, ref, h uint32) { t.remove(s, ref, h, false) }
 // the table's count is left for an entry about to be inserted.
 func (t *Table) remove(s *shard, ref, h uint32, reuse bool) {
 	s.logRemove(ref)
+	t.forget(s, ref, h, reuse)
+}
+
+// forget removes ref's entry as remove does, without recording the change.
+func (t *Table) forget(s *shard, ref, h uint32, reuse bool) {
 	_, f := s.hdr(ref)
 	if *f&fClosing != 0 {
 		s.unlink(&s.closing, ref)
@@ -742,7 +747,8 @@ func (t *Table) Expire(now time.Time) int {
 				break
 			}
 			next := v.next
-			t.drop(s, ref, t.hashOf(s, ref))
+			// Not recorded: the close time and the linger imply it.
+			t.forget(s, ref, t.hashOf(s, ref), false)
 			s.c.expired++
 			removed++
 			ref = next

@@ -36,7 +36,12 @@ type Config struct {
 	MaxWait     time.Duration  // --max-wait; 0: lookups never wait
 	Capacity    int            // --capacity
 	IdleTimeout time.Duration  // --idle-timeout
-	Snapshot    string         // --snapshot; "" neither loads nor writes one
+	StateDir    string         // --state-dir; "" keeps the table in memory alone
+	Fsync       bool           // --fsync
+	// Snapshot is the deprecated --snapshot: the state is kept in
+	// Snapshot.d when StateDir is not set, and a snapshot an older toad
+	// left at Snapshot is loaded once into it.
+	Snapshot string
 
 	Readers   int // --readers
 	RingSize  int // --ring-size
@@ -163,7 +168,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--socket-group %s without --socket: there is no socket to give it", c.SocketGroup)
 	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
-		return fmt.Errorf("--snapshot %q: want a file, not a directory", c.Snapshot)
+		return fmt.Errorf("--snapshot %q: want a file, not a directory (or --state-dir %s)", c.Snapshot, c.Snapshot)
+	}
+	if c.Fsync && c.StateDir == "" && c.Snapshot == "" {
+		return errors.New("--fsync without --state-dir: there is no state to sync")
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ type source interface {
 
 // Run runs the daemon until ctx ends (SIGINT, SIGTERM) or something
 // fails, then stops in order: not ready, drain, graceful stop of the API,
-// capture, snapshot. It returns nil after a clean stop on ctx.
+// capture, state directory. It returns nil after a clean stop on ctx.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// The daemon's own lines (starting, listening, serving, shutting down)
 	// carry no component; its parts' do.
 	log := root
-	snapLog := root.With("component", "snapshot")
+	stateLog := root.With("component", "state")
 	// Nothing is logged before the checks and the listeners succeed: a
 	// mistake in the settings costs one line.
 	if err := preflight(cfg); err != nil {
@@ -71,6 +71,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return capture.Stats{}, metrics.NoSource
 	}
+	var js journalStats // set once the state directory is open
 	latency := metrics.NewLatency()
 	maxWait := cfg.MaxWait
 	if maxWait == 0 {
@@ -85,6 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return nil
 		},
+		Journal: js.get,
 		Options: []grpc.ServerOption{grpc.ChainUnaryInterceptor(latency.UnaryServerInterceptor())},
 	})
 	if err != nil {
@@ -98,6 +100,7 @@ func Run(ctx context.Context, cfg Config) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewCollector(table, captureStats),
+		metrics.NewJournalCollector(js.get),
 		latency,
 		metrics.BuildInfo(b.Version, b.Revision, b.Go),
 	)
@@ -128,6 +131,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if len(cfg.FromEnv) > 0 {
 		log.Info("settings from the environment", "vars", cfg.FromEnv)
+	}
+	if cfg.Snapshot != "" {
+		log.Warn("--snapshot is deprecated: the table is kept in a state directory as it changes; name it with --state-dir",
+			"snapshot", cfg.Snapshot, "state_dir", stateDirOf(cfg.StateDir, cfg.Snapshot))
 	}
 	if cfg.BlockTimeout != 0 {
 		log.Warn("--block-timeout is deprecated and ignored: the capture hands each packet over as it arrives, with no block to time out; remove the setting",
@@ -171,14 +178,15 @@ func Run(ctx context.Context, cfg Config) error {
 		src.Store(&s)
 	}
 
-	// The capture runs before the snapshot loads, so that no handshake is
-	// missed meanwhile; connections it already saw keep what it saw.
-	if cfg.Snapshot != "" {
-		var now time.Time // a replayed table is frozen: keep every entry
-		if s.kind() == metrics.Live {
-			now = time.Now()
+	// The capture runs before the state is recovered, so that no
+	// handshake is missed meanwhile; connections it already saw keep what
+	// it saw.
+	var st *state
+	if dir := stateDirOf(cfg.StateDir, cfg.Snapshot); dir != "" {
+		if st, err = openState(dir, cfg.Snapshot, cfg.Fsync, s.kind() == metrics.Live, table, stateLog); err != nil {
+			return fmt.Errorf("--state-dir %s: %w", dir, err)
 		}
-		loadSnapshot(table, cfg.Snapshot, now, snapLog)
+		js.s.Store(st)
 	}
 
 	stopHK := make(chan struct{})
@@ -222,23 +230,21 @@ func Run(ctx context.Context, cfg Config) error {
 	srv.Shutdown(sctx) // logs when the bound cut it short
 
 	// The capture runs until the API has stopped, so that lookups waiting
-	// for a handshake get it; the snapshot then holds all it learnt.
+	// for a handshake get it; the state directory then holds all it learnt.
 	stopHousekeeping()
 	if err := s.close(); err != nil && cause == nil {
 		// Stopping anyway: an interface gone meanwhile changes nothing.
 		log.Warn("capture failed while shutting down", "err", err)
 	}
-	if cfg.Snapshot != "" {
-		start := time.Now()
-		size, err := saveSnapshot(table, cfg.Snapshot)
-		switch {
-		case err != nil && cause != nil:
-			cause = fmt.Errorf("%w; and --snapshot %s: %w", cause, cfg.Snapshot, err)
-		case err != nil:
-			cause = fmt.Errorf("--snapshot %s: %w", cfg.Snapshot, err)
-		default:
-			snapLog.Info("snapshot written", "file", cfg.Snapshot, "connections", table.Len(), "bytes", size,
-				"took", time.Since(start).Round(time.Microsecond))
+	if st != nil {
+		// On error, the directory holds the last state written whole,
+		// and the journal that followed it.
+		if err := st.close(); err != nil {
+			if cause != nil {
+				cause = fmt.Errorf("%w; and %w", cause, err)
+			} else {
+				cause = err
+			}
 		}
 	}
 	hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
@@ -273,8 +279,19 @@ func preflight(cfg Config) error {
 		f.Close()
 	}
 	if cfg.Snapshot != "" {
-		if err := checkSnapshotDir(cfg.Snapshot); err != nil {
-			return fmt.Errorf("--snapshot %s: %w", cfg.Snapshot, err)
+		if fi, err := os.Stat(cfg.Snapshot); err == nil && fi.IsDir() {
+			return fmt.Errorf("--snapshot %s is a directory: name it with --state-dir instead", cfg.Snapshot)
+		}
+	}
+	if dir := stateDirOf(cfg.StateDir, cfg.Snapshot); dir != "" {
+		flag := "--state-dir " + dir
+		if cfg.StateDir == "" {
+			flag = "--snapshot " + cfg.Snapshot + ": state directory " + dir
+		}
+		// A full disk is no reason not to serve: the journal warns of it
+		// and catches up when it can.
+		if _, err := checkState(dir); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -375,104 +374,6 @@ func TestServeDrain(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("toad serve after the drain: %v, want nil", err)
-	}
-}
-
-// TestServeSnapshot: a restart with --snapshot resolves the connections
-// learnt before it; a snapshot that is not intact is moved aside and toad
-// starts anyway.
-func TestServeSnapshot(t *testing.T) {
-	dir := t.TempDir()
-	first, second := filepath.Join(dir, "first.pcapng"), filepath.Join(dir, "second.pcapng")
-	truth, err := gen.WriteFile(first, gen.PCAPNG, gen.Sample())
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth2, err := gen.WriteFile(second, gen.PCAPNG, gen.Config{Seed: 99, Conns: 1, Start: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := filepath.Join(dir, "state", "table.snap") // the directory is made
-	sock := filepath.Join(dir, "toad.sock")
-	args := func(capFile string) func(*Config) {
-		return func(c *Config) { c.Pcaps, c.Socket, c.Snapshot, c.Drain = []string{capFile}, sock, snap, 0 }
-	}
-
-	d := serving(t, args(first))
-	if m := d.waitLog(t, "no snapshot: starting with an empty table"); m["file"] != snap {
-		t.Errorf("no-snapshot log names %q, want %q", m["file"], snap)
-	}
-	if err := d.stop(); err != nil {
-		t.Fatalf("first run: %v", err)
-	}
-	m := d.waitLog(t, "snapshot written")
-	b, err := os.ReadFile(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(b, []byte("TOADCTBL")) || m["bytes"] != strconv.Itoa(len(b)) {
-		t.Errorf("snapshot of %d bytes starting %q, log says %s bytes; want a TOADCTBL snapshot", len(b), b[:min(8, len(b))], m["bytes"])
-	}
-	if fi, err := os.Stat(snap); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("snapshot mode %v, %v; want 0600: it holds client addresses", fi.Mode().Perm(), err)
-	}
-	// A write cut short leaves a temporary file behind; the next start
-	// removes it.
-	stale := filepath.Join(dir, "state", ".table.snap.tmp-123")
-	if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// The second run replays another capture: what it resolves of the
-	// first came from the snapshot.
-	d = serving(t, args(second))
-	if m := d.waitLog(t, "snapshot loaded"); m["connections"] == "0" {
-		t.Errorf("snapshot loaded %s connections, want the first run's", m["connections"])
-	}
-	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stale temporary file after a start: %v, want it removed", err)
-	}
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	resolved := 0
-	for _, conn := range append(truth.Conns, truth2.Conns...) {
-		if conn.Client.IsZero() || conn.Spoofed {
-			continue
-		}
-		got, err := c.Lookup(context.Background(), conn.Peer, conn.Local)
-		if err != nil || got.Client.Addr() != conn.Client.Addr || got.Client.Port() != conn.Client.Port {
-			t.Errorf("after the restart: %v > %v: %+v, %v; want client %v", conn.Peer, conn.Local, got, err, conn.Client)
-			continue
-		}
-		resolved++
-	}
-	if resolved < 2 {
-		t.Errorf("%d resolved after the restart, want the sample's and the second capture's", resolved)
-	}
-	if err := d.stop(); err != nil {
-		t.Fatalf("second run: %v", err)
-	}
-
-	// A corrupt snapshot: moved aside, toad serves, and writes a new one.
-	if err := os.WriteFile(snap, []byte("TOADCTBL garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d = serving(t, args(second))
-	m = d.waitLog(t, "snapshot not intact, moved aside: starting with an empty table")
-	if m["moved_to"] != snap+".corrupt" || !strings.Contains(m["err"], "bad snapshot") {
-		t.Errorf("corrupt snapshot log %v, want it moved to %s.corrupt with the reason", m, snap)
-	}
-	if b, err := os.ReadFile(snap + ".corrupt"); err != nil || string(b) != "TOADCTBL garbage" {
-		t.Errorf("moved-aside snapshot: %q, %v; want the corrupt bytes kept", b, err)
-	}
-	if err := d.stop(); err != nil {
-		t.Fatalf("third run: %v", err)
-	}
-	if b, err := os.ReadFile(snap); err != nil || !bytes.HasPrefix(b, []byte("TOADCTBL")) || len(b) < 20 {
-		t.Errorf("snapshot after the third run: %q, %v; want a fresh one", b, err)
 	}
 }
 

@@ -42,7 +42,8 @@ var settings = map[string]string{
 	"metrics-listen":  "127.0.0.1:9470",
 	"trusted-proxies": "",
 	"dialects":        "",
-	"snapshot":        "",
+	"state-dir":       "",
+	"fsync":           "",
 	"log-format":      "",
 	"log-level":       "",
 }
@@ -415,17 +416,17 @@ func checkWorkload(w workload, img imageUser) []error {
 	// on an address the kubelet can reach.
 	checkProbes(toad, bad)
 
-	// The socket and the snapshot on volumes.
+	// The socket and the state directory on volumes.
 	socket, err := setting(toad, "socket")
 	if err != nil {
 		bad("%v", err)
 	}
-	snapshot, err := setting(toad, "snapshot")
+	stateDir, err := setting(toad, "state-dir")
 	if err != nil {
 		bad("%v", err)
 	}
 	socketVol := checkFileVolume(spec, toad, "TOAD_SOCKET", socket, bad)
-	snapVol := checkFileVolume(spec, toad, "TOAD_SNAPSHOT", snapshot, bad)
+	snapVol := checkFileVolume(spec, toad, "TOAD_STATE_DIR", stateDir, bad)
 
 	switch w.kind {
 	case "Deployment":
@@ -439,7 +440,7 @@ func checkWorkload(w workload, img imageUser) []error {
 			bad("socket volume %s: want an emptyDir shared by the pod's containers", socketVol.Name)
 		}
 		if snapVol != nil && snapVol.EmptyDir == nil {
-			bad("snapshot volume %s: want an emptyDir, which outlives container restarts", snapVol.Name)
+			bad("state volume %s: want an emptyDir, which outlives container restarts", snapVol.Name)
 		}
 		if len(spec.Containers) == 0 {
 			bad("no application container beside the toad sidecar")
@@ -489,7 +490,7 @@ func checkWorkload(w workload, img imageUser) []error {
 			bad("socket hostPath %s: want /run/toad", socketVol.HostPath.Path)
 		}
 		if snapVol != nil && snapVol.HostPath != nil && snapVol.HostPath.Path != "/var/lib/toad" {
-			bad("snapshot hostPath %s: want /var/lib/toad", snapVol.HostPath.Path)
+			bad("state hostPath %s: want /var/lib/toad", snapVol.HostPath.Path)
 		}
 	default:
 		bad("kind %s: want Deployment or DaemonSet", w.kind)
@@ -800,9 +801,9 @@ func TestManifestChecksFail(t *testing.T) {
 		{"app socket path", "sidecar.yaml", "            - name: TOAD_SOCKET\n              value: /run/toad/toad.sock\n          ports:", "            - name: TOAD_SOCKET\n              value: /run/toad/app.sock\n          ports:", `TOAD_SOCKET "/run/toad/app.sock", but toad listens on "/run/toad/toad.sock"`},
 		{"app mount path", "sidecar.yaml", "              mountPath: /run/toad\n              readOnly: true", "              mountPath: /var/run/toad\n              readOnly: true", "mounts the socket volume at /var/run/toad"},
 		{"socket off volume", "sidecar.yaml", "value: /run/toad/toad.sock", "value: /tmp/toad.sock", "TOAD_SOCKET /tmp/toad.sock: toad mounts no volume there"},
-		{"snapshot off volume", "sidecar.yaml", "value: /var/lib/toad/table.snap", "value: /tmp/table.snap", "TOAD_SNAPSHOT /tmp/table.snap: toad mounts no volume there"},
-		{"snapshot unset", "daemonset.yaml", "            - name: TOAD_SNAPSHOT\n              value: /var/lib/toad/table.snap\n", "", "TOAD_SNAPSHOT is not set"},
-		{"snapshot read-only", "daemonset.yaml", "              mountPath: /var/lib/toad\n", "              mountPath: /var/lib/toad\n              readOnly: true\n", "mounted read-only"},
+		{"state off volume", "sidecar.yaml", "value: /var/lib/toad/state", "value: /tmp/state", "TOAD_STATE_DIR /tmp/state: toad mounts no volume there"},
+		{"state unset", "daemonset.yaml", "            - name: TOAD_STATE_DIR\n              value: /var/lib/toad/state\n", "", "TOAD_STATE_DIR is not set"},
+		{"state read-only", "daemonset.yaml", "              mountPath: /var/lib/toad\n", "              mountPath: /var/lib/toad\n              readOnly: true\n", "mounted read-only"},
 		{"no limits", "sidecar.yaml", "            limits:\n              cpu: \"1\"\n              memory: 256Mi\n          securityContext:\n            runAsUser: 10001", "          securityContext:\n            runAsUser: 10001", "container app: no cpu limit"},
 		{"request above limit", "daemonset.yaml", "memory: 128Mi", "memory: 1Gi", "memory request 1Gi above its limit 512Mi"},
 		{"latest image", "daemonset.yaml", "ghcr.io/toad-project/toad:0.1.0", "ghcr.io/toad-project/toad:latest", "uses :latest"},

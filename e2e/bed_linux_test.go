@@ -94,8 +94,8 @@ type bed struct {
 	clients               []*netnstest.NS
 	proxy, origin, attack *netnstest.NS
 
-	bin, dir string   // the toad binary; its socket and snapshot's directory
-	args     []string // toad's command line
+	bin, dir string   // the toad binary; the directory of its socket and state
+	args     []string // toad's command line, keeping its table in stateDir
 	toad     *testbed.Toad
 	api      *client.Client // the test's own: stats and lookups
 
@@ -165,7 +165,7 @@ func newBed(t testing.TB) *bed {
 		"--listen", "127.0.0.1:0",
 		"--trusted-proxies", trusted,
 		"--dialects", dialects,
-		"--snapshot", filepath.Join(dir, "toad.snapshot"),
+		"--state-dir", b.stateDir(),
 		"--drain", "0s",
 	}
 	b.toad = testbed.StartToad(t, b.origin, b.bin, b.args...)
@@ -180,6 +180,26 @@ func newBed(t testing.TB) *bed {
 }
 
 func (b *bed) socket() string { return filepath.Join(b.dir, "toad.sock") }
+
+// stateDir is where toad keeps its table.
+func (b *bed) stateDir() string { return filepath.Join(b.dir, "state") }
+
+// argsPersisting returns toad's command line with its state directory,
+// or without it (the table in memory alone).
+func (b *bed) argsPersisting(on bool) []string {
+	if on {
+		return b.args
+	}
+	var args []string
+	for i := 0; i < len(b.args); i++ {
+		if b.args[i] == "--state-dir" {
+			i++
+			continue
+		}
+		args = append(args, b.args[i])
+	}
+	return args
+}
 
 func newClient(t testing.TB, target string, opts ...client.Option) *client.Client {
 	t.Helper()
@@ -440,13 +460,26 @@ type conn struct {
 // with how long that took.
 func open(t testing.TB, ds []dialer) ([]*conn, time.Duration) {
 	t.Helper()
+	start := time.Now()
+	conns, err := dialAll(ds)
+	took := time.Since(start)
+	t.Cleanup(func() { closeAll(conns) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conns, took
+}
+
+// dialAll opens every dialer's connections at once, each through its
+// hello and the origin's reply, and returns those it opened; the caller
+// closes them.
+func dialAll(ds []dialer) ([]*conn, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		conns []*conn
 		errs  []error
 	)
-	start := time.Now()
 	for _, d := range ds {
 		for range d.n {
 			wg.Go(func() {
@@ -463,12 +496,10 @@ func open(t testing.TB, ds []dialer) ([]*conn, time.Duration) {
 		}
 	}
 	wg.Wait()
-	took := time.Since(start)
-	t.Cleanup(func() { closeAll(conns) })
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d connections failed; the first: %v", len(errs), len(errs)+len(conns), errors.Join(errs[:min(len(errs), 5)]...))
+		return conns, fmt.Errorf("%d of %d connections failed; the first: %w", len(errs), len(errs)+len(conns), errors.Join(errs[:min(len(errs), 5)]...))
 	}
-	return conns, took
+	return conns, nil
 }
 
 // open dials in d's namespace and runs the conversation's first round.

@@ -212,8 +212,8 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("toad restarted with connections open", func(t *testing.T) {
 		// The TOA rides in the final ACK and early data only, and the origin
 		// has answered by the time toad stops: nothing the connections send
-		// afterwards carries it, so only toad's snapshot can tell who they
-		// are once it is back.
+		// afterwards carries it, so only toad's state directory can tell
+		// who they are once it is back.
 		const held, after = 40, 20
 		b.srv4.drain()
 		cfg := fullnat.Config{
@@ -239,9 +239,12 @@ func TestEndToEnd(t *testing.T) {
 		if err := b.toad.Stop(stopTimeout); err != nil {
 			t.Fatalf("stop toad: %v\n%s", err, b.toad.Log())
 		}
-		snap := filepath.Join(b.dir, "toad.snapshot")
-		if fi, err := os.Stat(snap); err != nil || fi.Size() == 0 {
-			t.Fatalf("toad stopped: snapshot %s: %v (want a file that is not empty)", snap, err)
+		snaps, err := filepath.Glob(filepath.Join(b.stateDir(), "snapshot-*"))
+		if err != nil || len(snaps) != 1 {
+			t.Fatalf("toad stopped: snapshots in %s: %v, %v (want one, written by the clean stop)", b.stateDir(), snaps, err)
+		}
+		if fi, err := os.Stat(snaps[0]); err != nil || fi.Size() == 0 {
+			t.Fatalf("toad stopped: snapshot %s: %v (want a file that is not empty)", snaps[0], err)
 		}
 		// The new toad lives as long as this subtest, which comes last; it
 		// too must stop cleanly.
@@ -272,7 +275,7 @@ func TestEndToEnd(t *testing.T) {
 		fresh, _ := open(t, b.clientDialers(vip4, after))
 		check(t, fresh, b.srv4.collect(t, len(fresh)), proxyAddr4, same, nil)
 		finish(t, b.srv4, fresh, conns)
-		t.Logf("%d connections open across the restart resolved from the snapshot; %d new ones after it", len(conns), len(fresh))
+		t.Logf("%d connections open across the restart resolved from the state directory; %d new ones after it", len(conns), len(fresh))
 	})
 
 	total := &measure{name: "all"}
@@ -376,10 +379,10 @@ func BenchmarkConnections(b *testing.B) {
 		ns.Sysctl(b, "net.ipv4.ip_local_port_range", "1024 65535")
 		ns.Sysctl(b, "net.ipv4.tcp_tw_reuse", "1")
 	}
-	// Each proxy has its own third of the ports: a 4-tuple that comes back
-	// within toad's linger is TestProxyPortReuse's business, not this
+	// Each proxy has its own fifth of the ports: a 4-tuple that comes
+	// back within toad's linger is TestProxyPortReuse's business, not this
 	// benchmark's.
-	const share = (65536 - 1024) / 3
+	const share = (65536 - 1024) / 5
 	for i, p := range []struct {
 		name, toa, placement string
 	}{
@@ -398,6 +401,27 @@ func BenchmarkConnections(b *testing.B) {
 					benchConnections(b, bd, echo, proxy, batch, p.toa != "none")
 				})
 			}
+		})
+	}
+	// Persistence off, then on, in the same run: toad restarted without
+	// its state directory, then with it, 30 connections at once with the
+	// TOA in the ACK (DPVS). The "on" case reports the bytes the journal
+	// wrote per connection, its compactions included.
+	for i, on := range []bool{false, true} {
+		name := map[bool]string{false: "persist-off", true: "persist-on"}[on]
+		b.Run(name, func(b *testing.B) {
+			lo := 1024 + (3+i)*share
+			proxy := testbed.Start(b, bd.proxy, "toad-proxy", proxyBin, "proxying",
+				"-vip", vip4.String(), "-origin", origin4.String(), "-proxy-addr", proxyAddr4.String(),
+				"-toa", "254/8", "-toa6", "none", "-placement", "ack+data",
+				"-ports", fmt.Sprintf("%d-%d", lo, lo+share-1), "-device", fmt.Sprintf("toadp%d", 3+i))
+			b.Run("batch=30", func(b *testing.B) {
+				if err := bd.toad.Stop(stopTimeout); err != nil {
+					b.Fatalf("stop toad: %v\n%s", err, bd.toad.Log())
+				}
+				bd.toad = testbed.StartToad(b, bd.origin, bd.bin, bd.argsPersisting(on)...)
+				benchConnections(b, bd, echo, proxy, 30, true)
+			})
 		})
 	}
 }
@@ -420,6 +444,8 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 		}
 		return d
 	}
+	journalBytes := func() uint64 { return bd.stats(b).GetJournal().GetBytes() }
+	journal0 := journalBytes()
 	toad0, echo0, proxy0, self0 := cpu(bd.toad), cpu(echo.proc), cpu(proxy), selfCPU()
 	for b.Loop() {
 		conns, _ := open(b, ds)
@@ -443,6 +469,9 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	}
 	elapsed := b.Elapsed()
 	toadCPU, echoCPU, proxyCPU, selfUsed := cpu(bd.toad)-toad0, cpu(echo.proc)-echo0, cpu(proxy)-proxy0, selfCPU()-self0
+	if j := bd.stats(b).GetJournal(); j != nil {
+		b.ReportMetric(float64(j.GetBytes()-journal0)/float64(n), "journal-B/conn")
+	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	share := func(d time.Duration) float64 { return 100 * float64(d) / float64(elapsed) }
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "conns/s")

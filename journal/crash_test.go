@@ -53,6 +53,10 @@ func TestCrashChild(t *testing.T) {
 			fmt.Printf("durable %d\n", n)
 		}
 	}
+	// Done before the kill (the parent fell behind reading): wait for it,
+	// as a process that runs on would.
+	fmt.Printf("done\n")
+	select {}
 }
 
 // TestCrash kills a process writing a journal under load with SIGKILL at
@@ -95,21 +99,26 @@ func TestCrash(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		// Lines already written before the kill were durable too.
+		finished := false
 		for sc.Scan() {
 			if d, ok := strings.CutPrefix(sc.Text(), "durable "); ok {
 				durable, _ = strconv.Atoi(d)
 				lines++
 			}
+			finished = finished || sc.Text() == "done"
+		}
+		if finished {
+			t.Logf("kill %d: the child had run all its steps when it was killed", k)
 		}
 		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d: the child was not killed (%v): it finished its %d steps first, or failed:\n%s", k, err, crashSteps, stderr.String())
+			t.Fatalf("kill %d: the child was not killed (%v): it failed:\n%s", k, err, stderr.String())
 		}
 		t.Logf("kill %d: after %d durable steps, the last durable step %d", k, want, durable)
 		if lines < want {
 			t.Fatalf("kill %d: the child ended after %d durable steps, before the kill:\n%s", k, lines, stderr.String())
 		}
-		got, _ := recovered(t, copyDir(t, dir), noClock())
+		got, _ := recovered(t, copyDir(t, dir), expiredAt(base, durable))
 		g := entries(got)
 		checkCrash(t, k, base, durable, prev, g)
 		prev = g

@@ -149,19 +149,54 @@ func TestDiskFullAtOpen(t *testing.T) {
 	f.Close()
 
 	tab := newTable(t, tableCfg)
-	j2, rcv := open(t, dir, tab, Config{Interval: time.Hour})
+	j2, rcv := open(t, dir, tab, Config{Interval: time.Hour, Now: func() time.Time { return expiredAt(0, 99) }})
 	if d := diff(want, entries(tab)); d != "" {
 		t.Errorf("recovered on a full disk (-before +after):\n%s", d)
 	}
 	if st := j2.Stats(); !st.Failing || rcv.Loaded != len(want) {
 		t.Errorf("stats %+v, loaded %d: want Failing, %d loaded", st, rcv.Loaded, len(want))
 	}
-	got, _ := recovered(t, copyDir(t, dir), time.Time{})
+	got, _ := recovered(t, copyDir(t, dir), expiredAt(0, 99))
 	if d := diff(want, entries(got)); d != "" {
 		t.Errorf("the generation on disk changed (-before +after):\n%s", d)
 	}
 	os.Remove(filler)
 	if err := j2.Flush(); err != nil {
 		t.Errorf("Flush once space came back: %v", err)
+	}
+}
+
+// TestCheck: the preflight of a state directory makes it when missing and
+// names what is wrong: a file in its place, a read-only or full
+// filesystem.
+func TestCheck(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "a", "b")
+	if err := Check(missing); err != nil {
+		t.Fatalf("Check(%s): %v, want the directory made", missing, err)
+	}
+	if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
+		t.Fatalf("after Check: %v, %v; want a directory", fi, err)
+	}
+	if ents, _ := os.ReadDir(missing); len(ents) != 0 {
+		t.Errorf("Check left %d files behind", len(ents))
+	}
+	file := filepath.Join(t.TempDir(), "table.snap")
+	os.WriteFile(file, nil, 0o600)
+	if err := Check(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Check(a file): %v, want one saying it is not a directory", err)
+	}
+
+	full := smallDisk(t, "16k")
+	os.WriteFile(filepath.Join(full, "filler"), make([]byte, 64<<10), 0o600) // fills it, then fails
+	if err := Check(full); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Check(a full tmpfs): %v, want ErrNoSpace", err)
+	}
+
+	ro := smallDisk(t, "16k")
+	if err := unix.Mount("", ro, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", ro, err)
+	}
+	if err := Check(ro); err == nil || errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("Check(a read-only tmpfs): %v, want one saying it is read-only", err)
 	}
 }

@@ -104,6 +104,11 @@ func stepFrom(tab *correlate.Table, base, n int) {
 	}
 }
 
+// expiredAt is the time of the last expiry the workload on base made by
+// step n: recovering at that clock skips what it expired, which the
+// journal does not record.
+func expiredAt(base, n int) time.Time { return at(base + n - n%50) }
+
 // touched returns the connections step n on base changes.
 func touched(base, n int) []int {
 	c := []int{base + n}

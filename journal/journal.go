@@ -249,11 +249,27 @@ func (j *Journal) Stats() Stats {
 
 func (j *Journal) run() {
 	defer close(j.done)
-	tick := time.NewTicker(j.cfg.Interval)
-	defer tick.Stop()
+	// The timer runs while changes wait to be written (at most Interval)
+	// or a failed disk waits for its retry: an idle journal sleeps.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
+	arm := func(d time.Duration) {
+		if !armed {
+			timer.Reset(d)
+			armed = true
+		}
+	}
 	for {
+		if j.next == nil && (j.needCompact || !j.healthy()) {
+			arm(max(time.Until(j.retryAt), 0))
+		}
 		select {
-		case <-tick.C:
+		case <-j.rec.Pending():
+			arm(j.cfg.Interval)
+		case <-timer.C:
+			armed = false
 			j.commit()
 			j.maybeCompact()
 		case reply := <-j.flushReq:

@@ -28,7 +28,7 @@ func TestRecoverEquivalence(t *testing.T) {
 		if err := j.Flush(); err != nil {
 			t.Fatalf("Flush after step %d: %v", n, err)
 		}
-		got, _ := recovered(t, copyDir(t, dir), time.Time{})
+		got, _ := recovered(t, copyDir(t, dir), expiredAt(0, n))
 		if d := diff(entries(src), entries(got)); d != "" {
 			t.Fatalf("after step %d, recovered (-table +recovered):\n%s", n, d)
 		}
@@ -47,7 +47,7 @@ func TestRecoverEquivalence(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, segName(segs[0]))); err != nil || fi.Size() != int64(headerLen) {
 		t.Errorf("segment after Close: %v, %v; want an empty one (%d bytes)", fi.Size(), err, headerLen)
 	}
-	got, _ := recovered(t, dir, time.Time{})
+	got, _ := recovered(t, dir, expiredAt(0, 2999))
 	if d := diff(entries(src), entries(got)); d != "" {
 		t.Errorf("after Close, recovered (-table +recovered):\n%s", d)
 	}
@@ -415,4 +415,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestSync: with Config.Sync every group is fsync'd before Flush returns;
+// what the directory holds then recovers to the table.
+func TestSync(t *testing.T) {
+	dir := t.TempDir()
+	src := newTable(t, tableCfg)
+	j, _ := open(t, dir, src, Config{Sync: true, Interval: time.Hour})
+	for n := range 200 {
+		step(src, n)
+		if n%50 == 49 {
+			if err := j.Flush(); err != nil {
+				t.Fatalf("Flush after step %d: %v", n, err)
+			}
+		}
+	}
+	got, _ := recovered(t, copyDir(t, dir), expiredAt(0, 199))
+	if d := diff(entries(src), entries(got)); d != "" {
+		t.Errorf("recovered (-table +recovered):\n%s", d)
+	}
+	if st := j.Stats(); st.Groups < 4 || st.WriteErrors != 0 {
+		t.Errorf("stats %+v: want a group per Flush, no errors", st)
+	}
 }

@@ -18,6 +18,10 @@ const (
 	targetNotFound = 1.2 // a not-found answer within this factor of a found one
 	targetRate     = 300_000.0
 	targetIdle     = 0.001 // of a core
+	// Persistence on against off: toad's CPU per connection, and the
+	// bytes its journal writes per connection, compactions included.
+	targetPersistCPU   = 1.2
+	targetPersistBytes = 128.0
 )
 
 // µs turns a figure reported in microseconds into a duration.
@@ -88,6 +92,9 @@ func (r *Report) liveGoals() []Goal {
 			}
 			gs = append(gs, g)
 		}
+		if g, ok := persistGoal(c); ok {
+			gs = append(gs, g)
+		}
 		if cs := c.Find("dpvs/batch=30"); cs != nil {
 			g := Goal{Name: "30 connections at once: what limits the rate", Target: "named and measured",
 				Measured: fmt.Sprintf("%s conns/s: %s", si(cs.Get("conns/s")), limit(cs, r.Machine.Cores)), Met: met(true)}
@@ -120,8 +127,38 @@ func (r *Report) liveGoals() []Goal {
 	return gs
 }
 
+// persistGoal compares the cases with the table kept on disk and without.
+func persistGoal(c *connbench.Result) (Goal, bool) {
+	off, on := c.Find("persist-off/batch=30"), c.Find("persist-on/batch=30")
+	if off == nil || on == nil || off.Get("toad-cpu-µs/conn") == 0 {
+		return Goal{}, false
+	}
+	x := on.Get("toad-cpu-µs/conn") / off.Get("toad-cpu-µs/conn")
+	bytes := on.Get("journal-B/conn")
+	g := Goal{Name: "persistence (--state-dir) on against off",
+		Target: fmt.Sprintf("toad CPU per connection ≤ %s; ≤ %.0f bytes written per connection", times(targetPersistCPU), targetPersistBytes),
+		Measured: fmt.Sprintf("CPU %s per connection on, %s off (%s); %.0f bytes written per connection, compactions included",
+			dur(µs(on.Get("toad-cpu-µs/conn"))), dur(µs(off.Get("toad-cpu-µs/conn"))), times(x), bytes),
+		Met: met(x <= targetPersistCPU && bytes <= targetPersistBytes)}
+	var whys []string
+	if x > targetPersistCPU {
+		whys = append(whys, fmt.Sprintf("CPU %s over %s", times(x/targetPersistCPU), times(targetPersistCPU)))
+	}
+	if bytes > targetPersistBytes {
+		whys = append(whys, fmt.Sprintf("bytes %s over %.0f", times(bytes/targetPersistBytes), targetPersistBytes))
+	}
+	if len(whys) > 0 {
+		g.Why = strings.Join(whys, "; ") + ". The two cases ran one after the other in the same run (section 8)."
+	}
+	return g, true
+}
+
 func caseName(n string) string {
 	switch {
+	case strings.HasPrefix(n, "persist-off/"):
+		return "TOA in the ACK, persistence off"
+	case strings.HasPrefix(n, "persist-on/"):
+		return "TOA in the ACK, persistence on"
 	case strings.HasPrefix(n, "syn/"):
 		return "TOA in the SYN"
 	case strings.HasPrefix(n, "dpvs/"):
@@ -196,6 +233,11 @@ func (r *Report) writeConns(p func(string, ...any)) {
 			fmt.Sprintf("%.0f%%", cs.Get("toad-cpu-%")), fmt.Sprintf("%.0f%%", cs.Get("proxy-cpu-%")), fmt.Sprintf("%.0f%%", cs.Get("bench-cpu-%")))
 	}
 	p("%s\n", t.String())
+	if on := c.Find("persist-on/batch=30"); on != nil {
+		p("The persistence cases restart toad without `--state-dir`, then with it, and run 30 connections at once with the TOA in the ACK "+
+			"through a proxy of their own; with it, toad's journal wrote %.0f bytes per connection (its `GetStats` counters, compactions included).\n\n",
+			on.Get("journal-B/conn"))
+	}
 }
 
 func (r *Report) writeRate(p func(string, ...any)) {

@@ -78,6 +78,8 @@ func sample() *Report {
 			liveCase("dpvs/batch=1", 95, 60, 600, 48, 60, 1100, 22, 15, 30),
 			liveCase("notoa/batch=1", 85, 60, 450, 40, 60, 1200, 18, 15, 30),
 			liveCase("dpvs/batch=30", 2500, 2400, 9000, 30, 25, 2300, 40, 70, 60),
+			liveCase("persist-off/batch=30", 2500, 2400, 9000, 30, 25, 2300, 40, 70, 60),
+			persisting(liveCase("persist-on/batch=30", 2600, 2400, 9100, 33, 25, 2250, 42, 70, 60), 96),
 		}},
 		Rate: &caprate.Result{Config: caprate.Config{Packets: 1_000_000, Readers: 1, Steps: 5}, Trials: []caprate.Trial{
 			{Sent: 1_000_000, Took: 2500 * time.Millisecond, Drops: 1200, Entries: 998_800, CPU: 4 * time.Second, Sender: 2 * time.Second},
@@ -111,6 +113,12 @@ func liveCase(name string, p50, echo50, p99, toadCPU, echoCPU, rate, toadShare, 
 		"toad-cpu-µs/conn": toadCPU, "echo-cpu-µs/call": echoCPU, "conns/s": rate,
 		"toad-cpu-%": toadShare, "proxy-cpu-%": proxyShare, "bench-cpu-%": benchShare,
 	}}
+}
+
+// persisting adds the journal's bytes per connection to c.
+func persisting(c connbench.Case, bytes float64) connbench.Case {
+	c.Metrics["journal-B/conn"] = bytes
+	return c
 }
 
 // TestWriteMarkdown compares the report of sample with the golden file;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/journal"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -56,6 +58,7 @@ func serve(t *testing.T) *server {
 	srv, err := api.New(s.table, api.Config{
 		Options:  []grpc.ServerOption{grpc.StreamInterceptor(signal)},
 		Counters: func() map[string]uint64 { return map[string]uint64{"capture_packets": 7} },
+		Journal:  func() (journal.Stats, bool) { return journal.Stats{Records: 12, WriteErrors: 1, Failing: true}, true },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +139,18 @@ func TestStats(t *testing.T) {
 		Serving  bool              `json:"serving"`
 		Table    map[string]any    `json:"table"`
 		Counters map[string]uint64 `json:"counters"`
+		Journal  map[string]any    `json:"journal"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("%q: %v", stdout, err)
 	}
-	if !got.Serving || got.Table["entries"] != 1.0 || got.Table["all_trusted"] != true || got.Counters["capture_packets"] != 7 {
-		t.Errorf("stats JSON %s: want serving, 1 entry, all trusted, capture_packets 7", stdout)
+	if !got.Serving || got.Table["entries"] != 1.0 || got.Table["all_trusted"] != true || got.Counters["capture_packets"] != 7 ||
+		got.Journal["records"] != 12.0 || got.Journal["write_errors"] != 1.0 || got.Journal["failing"] != true {
+		t.Errorf("stats JSON %s: want serving, 1 entry, all trusted, capture_packets 7, journal records 12, write_errors 1, failing", stdout)
 	}
 	code, stdout, _ = toactl(context.Background(), "--addr", s.socket, "stats")
-	if code != 0 || !strings.Contains(stdout, "entries ") || !strings.Contains(stdout, "capture_packets ") {
+	if code != 0 || !strings.Contains(stdout, "entries ") || !strings.Contains(stdout, "capture_packets ") ||
+		!regexp.MustCompile(`(?m)^journal_records +12$`).MatchString(stdout) || !regexp.MustCompile(`(?m)^journal_failing +true$`).MatchString(stdout) {
 		t.Errorf("toactl stats: %d, %q", code, stdout)
 	}
 }

@@ -164,6 +164,15 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 		{"conflicts", t.GetConflicts()}, {"multiple_toa", t.GetMultipleToa()}, {"untrusted", t.GetUntrusted()}, {"reused", t.GetReused()},
 		{"evictions", t.GetEvictions()}, {"evictions_open", t.GetEvictionsOpen()}, {"expired", t.GetExpired()}, {"idle_expired", t.GetIdleExpired()},
 	}
+	j := resp.GetJournal()
+	journal := []struct {
+		name string
+		v    uint64
+	}{
+		{"records", j.GetRecords()}, {"groups", j.GetGroups()}, {"bytes", j.GetBytes()}, {"size_bytes", j.GetSizeBytes()},
+		{"compactions", j.GetCompactions()}, {"overflows", j.GetOverflows()}, {"lost", j.GetLost()},
+		{"dropped", j.GetDropped()}, {"write_errors", j.GetWriteErrors()},
+	}
 	if cfg.JSON {
 		tm := make(map[string]any, len(table)+1)
 		for _, f := range table {
@@ -174,13 +183,28 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 		if counters == nil {
 			counters = map[string]uint64{}
 		}
-		return json.NewEncoder(w).Encode(map[string]any{"serving": resp.GetServing(), "table": tm, "counters": counters})
+		out := map[string]any{"serving": resp.GetServing(), "table": tm, "counters": counters}
+		if j := resp.GetJournal(); j != nil {
+			jm := make(map[string]any, len(journal)+1)
+			for _, f := range journal {
+				jm[f.name] = f.v
+			}
+			jm["failing"] = j.GetFailing()
+			out["journal"] = jm
+		}
+		return json.NewEncoder(w).Encode(out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "serving\t%v\n", resp.GetServing())
 	fmt.Fprintf(tw, "all_trusted\t%v\n", t.GetAllTrusted())
 	for _, f := range table {
 		fmt.Fprintf(tw, "%s\t%d\n", f.name, f.v)
+	}
+	if j := resp.GetJournal(); j != nil {
+		fmt.Fprintf(tw, "journal_failing\t%v\n", j.GetFailing())
+		for _, f := range journal {
+			fmt.Fprintf(tw, "journal_%s\t%d\n", f.name, f.v)
+		}
 	}
 	names := make([]string, 0, len(resp.GetCounters()))
 	for n := range resp.GetCounters() {

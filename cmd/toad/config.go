@@ -23,16 +23,22 @@ of capturing, then keeps serving what they held (the table is then frozen:
 nothing expires).
 
 Health (grpc.health.v1) turns SERVING, and /readyz 200, once the capture
-is attached (or the files are loaded) and the snapshot is loaded. Health
+is attached (or the files are loaded) and the table is recovered from
+--state-dir. Health
 answers on the API listeners and, alone, on --health-listen; /metrics,
 /healthz and /readyz on --metrics-listen.
 
 SIGINT or SIGTERM: NOT_SERVING (and /readyz 503) for --drain, a graceful
 stop of the API, bounded by --shutdown-timeout (drain included), then the
-capture stops and the table is written to --snapshot. At start, the
-snapshot is loaded, without the closed connections whose linger has
-passed; a snapshot that is not intact is moved aside to FILE.corrupt, and
-toad starts empty.
+capture stops and the state directory is compacted.
+
+With --state-dir, every change of the table is written to a journal there
+within 10ms (fsync'd with --fsync), so that a restart after a SIGKILL or an
+OOM kill answers as the table did; at start, the last snapshot and the
+journal after it are loaded, without the closed connections whose linger
+has passed. A full disk is warned of and counted; toad serves from memory
+until it can write again. --snapshot FILE, deprecated, keeps the state in
+FILE.d and loads once the snapshot an older toad left at FILE.
 
 Every flag may also be set in the environment as TOAD_ and the flag's
 name in capitals with underscores (--trusted-proxies: TOAD_TRUSTED_PROXIES,
@@ -94,7 +100,9 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "the longest a lookup may wait for the capture to catch up with it (0: lookups never wait)")
 	fs.IntVar(&cfg.Capacity, "capacity", cfg.Capacity, "the most `connections` the table holds; past it, closing then the oldest are evicted")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "forget an open connection that saw no segment for this long (0: keep it until it closes)")
-	fs.StringVar(&cfg.Snapshot, "snapshot", "", "`file` the table is written to at shutdown and loaded from at start; empty for none")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "`directory` the table is kept in as it changes, and recovered from at start; empty for none")
+	fs.BoolVar(&cfg.Fsync, "fsync", false, "with --state-dir, fsync every group of changes, so that they survive a crash of the node too")
+	fs.StringVar(&cfg.Snapshot, "snapshot", "", "deprecated: `file` of an older toad's snapshot, loaded once into --state-dir (default FILE.d)")
 
 	fs.IntVar(&cfg.Readers, "readers", cfg.Readers, "capture sockets sharing the traffic by flow hash, 1-64")
 	fs.Func("ring-size", "each capture socket's ring, in `bytes` (suffixes KiB, MiB, GiB) (default 4MiB)", func(s string) error {

@@ -222,8 +222,8 @@ func grpcIn(t *testing.T, ns *netnstest.NS, addr string) *grpc.ClientConn {
 // namespace capturing on a veth: crafted handshakes from the peer
 // namespace are resolved over the unix socket, /metrics counts them under
 // their names, gRPC health answers on the pod address, SIGTERM turns
-// health away, writes the snapshot and exits 0, and the restarted binary
-// resolves the connection learnt before the restart.
+// health away, compacts the state directory and exits 0, and the
+// restarted binary resolves the connection learnt before the restart.
 func TestServeBinary(t *testing.T) {
 	privtest.Require(t, "ip")
 	dir := t.TempDir()
@@ -239,11 +239,11 @@ func TestServeBinary(t *testing.T) {
 	peer.IP(t, "addr add 192.0.2.21/24 dev veth-b")
 
 	sock := filepath.Join(dir, "run", "toad.sock")
-	snap := filepath.Join(dir, "state", "table.snap")
+	state := filepath.Join(dir, "var", "state")
 	env := []string{
 		"TOAD_INTERFACE=veth-a",
 		"TOAD_SOCKET=" + sock,
-		"TOAD_SNAPSHOT=" + snap,
+		"TOAD_STATE_DIR=" + state,
 		"TOAD_TRUSTED_PROXIES=198.51.100.0/24",
 		"TOAD_LOG_FORMAT=json",
 	}
@@ -345,8 +345,8 @@ func TestServeBinary(t *testing.T) {
 		}
 	}
 
-	// SIGTERM: health turns away at once, the process drains, writes the
-	// snapshot and exits 0.
+	// SIGTERM: health turns away at once, the process drains, compacts
+	// the state directory and exits 0.
 	w, err := healthpb.NewHealthClient(hc).Watch(ctx, &healthpb.HealthCheckRequest{Service: "toad.v1.LookupService"})
 	if err != nil {
 		t.Fatal(err)
@@ -365,13 +365,14 @@ func TestServeBinary(t *testing.T) {
 	if code := <-exited; code != 0 {
 		t.Fatalf("toad exited %d after SIGTERM, want 0", code)
 	}
-	written := toad.find(t, "snapshot written")
-	if written["connections"] != 1.0 {
-		t.Errorf("snapshot written with %v connections, want 1", written["connections"])
+	toad.find(t, "state compacted")
+	snaps, err := filepath.Glob(filepath.Join(state, "snapshot-*"))
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots in %s: %v, %v; want one", state, snaps, err)
 	}
-	b, err := os.ReadFile(snap)
+	b, err := os.ReadFile(snaps[0])
 	if err != nil || !bytes.HasPrefix(b, []byte("TOADCTBL")) {
-		t.Fatalf("snapshot %s: %q, %v; want a TOADCTBL snapshot", snap, b[:min(len(b), 8)], err)
+		t.Fatalf("snapshot %s: %q, %v; want a TOADCTBL snapshot", snaps[0], b[:min(len(b), 8)], err)
 	}
 
 	// The restart resolves the connection learnt before it.
@@ -388,9 +389,9 @@ func TestServeBinary(t *testing.T) {
 	if code := toad.stop(t); code != 0 {
 		t.Errorf("toad exited %d after the second SIGTERM, want 0", code)
 	}
-	loaded := toad.find(t, "snapshot loaded")
+	loaded := toad.find(t, "state recovered")
 	if loaded["connections"] != 1.0 {
-		t.Errorf("snapshot loaded %v connections, want 1", loaded["connections"])
+		t.Errorf("state recovered %v connections, want 1", loaded["connections"])
 	}
 }
 

@@ -129,8 +129,10 @@ func TestServeStartErrors(t *testing.T) {
 		oneLine bool // nothing logged before: the error is all there is
 	}{
 		{[]string{"--interface", "toadnosuch0"}, "--interface toadnosuch0: no such network interface", true},
-		{[]string{"--pcap", samplePath, "--snapshot", filepath.Join(file, "table.snap")}, "--snapshot " + filepath.Join(file, "table.snap") + ": mkdir " + file + ": not a directory", true},
-		{[]string{"--pcap", samplePath, "--snapshot", dir}, "is a directory", true},
+		{[]string{"--pcap", samplePath, "--state-dir", filepath.Join(file, "state")}, "--state-dir " + filepath.Join(file, "state") + ": cannot make the directory: mkdir " + file + ": not a directory", true},
+		{[]string{"--pcap", samplePath, "--state-dir", file}, "--state-dir " + file + ": " + file + " is not a directory", true},
+		{[]string{"--pcap", samplePath, "--snapshot", filepath.Join(file, "table.snap")}, "--snapshot " + filepath.Join(file, "table.snap") + ": state directory " + filepath.Join(file, "table.snap.d") + ": cannot make the directory", true},
+		{[]string{"--pcap", samplePath, "--snapshot", dir}, "is a directory: name it with --state-dir instead", true},
 		{[]string{"--pcap", samplePath, "--socket", filepath.Join(file, "toad.sock")}, "--socket " + filepath.Join(file, "toad.sock") + ":", true},
 		{[]string{"--pcap", samplePath, "--metrics-listen", busy.Addr().String()}, "--metrics-listen " + busy.Addr().String() + ": listen tcp", true},
 		{[]string{"--pcap", samplePath, "--health-listen", busy.Addr().String()}, "--health-listen " + busy.Addr().String() + ": listen tcp", true},
@@ -164,6 +166,8 @@ func TestServeEnv(t *testing.T) {
 		"TOAD_TRUSTED_PROXIES=198.51.100.0/24, 2001:db8::/32",
 		"TOAD_LINGER=2m",
 		"TOAD_SNAPSHOT=/var/lib/toad/table.snap",
+		"TOAD_STATE_DIR=/var/lib/toad/state",
+		"TOAD_FSYNC=true",
 		"TOAD_LOG_FORMAT=json",
 		"TOAD_LOG_LEVEL=debug",
 		"TOAD_PCAP=a.pcap,b.pcapng",
@@ -188,6 +192,8 @@ func TestServeEnv(t *testing.T) {
 		{"trusted-proxies", fmt.Sprint(cfg.Trusted), "[198.51.100.0/24 2001:db8::/32]"},
 		{"linger (flag over env)", cfg.Linger, 30 * time.Second},
 		{"snapshot", cfg.Snapshot, "/var/lib/toad/table.snap"},
+		{"state-dir", cfg.StateDir, "/var/lib/toad/state"},
+		{"fsync", cfg.Fsync, true},
 		{"log-format (flag over env)", cfg.LogFormat, "text"},
 		{"log-level", cfg.LogLevel, slog.LevelDebug},
 		{"pcap", fmt.Sprint(cfg.Pcaps), "[a.pcap b.pcapng]"},
@@ -207,7 +213,7 @@ func TestServeEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Socket != "/run/toad/toad.sock" || cfg.Listen != "" || cfg.HealthListen != ":50052" ||
-		cfg.MetricsListen != "127.0.0.1:9470" || cfg.Snapshot != "" || cfg.LogFormat != "text" || len(cfg.Trusted) != 0 {
+		cfg.MetricsListen != "127.0.0.1:9470" || cfg.Snapshot != "" || cfg.StateDir != "" || cfg.Fsync || cfg.LogFormat != "text" || len(cfg.Trusted) != 0 {
 		t.Errorf("defaults %+v", cfg)
 	}
 }
@@ -221,7 +227,7 @@ func TestServeHelp(t *testing.T) {
 	}
 	help := stdout.String()
 	for _, name := range []string{"interface", "socket", "listen", "allow-remote", "health-listen", "metrics-listen",
-		"trusted-proxies", "dialects", "linger", "max-wait", "snapshot", "log-format", "log-level", "pcap",
+		"trusted-proxies", "dialects", "linger", "max-wait", "snapshot", "state-dir", "fsync", "log-format", "log-level", "pcap",
 		"drain", "shutdown-timeout", "readers", "ring-size", "block-size", "block-timeout", "snap-len", "filter",
 		"capacity", "idle-timeout"} {
 		if !strings.Contains(help, "\n  --"+name+" ") || !strings.Contains(help, "("+envName(name)+")") {

@@ -20,6 +20,7 @@ import (
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/metrics"
+	"github.com/toad-project/toad/journal"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -269,5 +270,50 @@ toad_build_info{goversion="go1.26.0",revision="abc123",version="v1.2.3"} 1
 `
 	if err := testutil.CollectAndCompare(metrics.BuildInfo("v1.2.3", "abc123", "go1.26.0"), strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestJournalCollector(t *testing.T) {
+	var st journal.Stats
+	on := false
+	c := metrics.NewJournalCollector(func() (journal.Stats, bool) { return st, on })
+	if got := families(t, c); len(got) != 0 {
+		t.Errorf("without a journal: %d series, want none", len(got))
+	}
+	on = true
+	st = journal.Stats{Records: 40, Groups: 4, Bytes: 2048, Compactions: 2, Overflows: 1, Lost: 9, Dropped: 3, WriteErrors: 5, Failing: true, Size: 700}
+	want := `
+# HELP toad_journal_dropped_total Change records not written because the disk failed; the compaction that ends the failure writes what they changed.
+# TYPE toad_journal_dropped_total counter
+toad_journal_dropped_total 3
+# HELP toad_journal_failing 1 while the state directory cannot be written (serving from memory; a crash loses what changed since the failure), 0 otherwise.
+# TYPE toad_journal_failing gauge
+toad_journal_failing 1
+# HELP toad_journal_records_total Change records of the table written to the journal.
+# TYPE toad_journal_records_total counter
+toad_journal_records_total 40
+# HELP toad_journal_size_bytes Bytes the state directory's current snapshot and journal hold.
+# TYPE toad_journal_size_bytes gauge
+toad_journal_size_bytes 700
+# HELP toad_journal_write_errors_total Writes, syncs and compactions of the state directory that failed.
+# TYPE toad_journal_write_errors_total counter
+toad_journal_write_errors_total 5
+# HELP toad_journal_written_bytes_total Bytes written to the state directory, journal segments and snapshots.
+# TYPE toad_journal_written_bytes_total counter
+toad_journal_written_bytes_total 2048
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "toad_journal_dropped_total", "toad_journal_failing",
+		"toad_journal_records_total", "toad_journal_size_bytes", "toad_journal_write_errors_total", "toad_journal_written_bytes_total"); err != nil {
+		t.Error(err)
+	}
+	if n := len(families(t, c)); n != 10 {
+		t.Errorf("%d series, want 10", n)
+	}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint %s: %s", p.Metric, p.Text)
 	}
 }

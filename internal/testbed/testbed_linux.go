@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +109,7 @@ type Process struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has been waited for
 	err    error         // the process's exit, set before exited closes
+	killed atomic.Bool   // Kill was called: its death by SIGKILL is no failure
 
 	mu  sync.Mutex
 	log strings.Builder
@@ -257,7 +259,30 @@ func (td *Process) Stop(timeout time.Duration) error {
 	}
 }
 
+// Kill sends the process SIGKILL, as an OOM kill or a failed liveness
+// probe would, and waits for it to die. Its exit is then no failure.
+func (td *Process) Kill() error {
+	td.killed.Store(true)
+	if err := td.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s: %w", td.name, err)
+	}
+	t := time.NewTimer(killTimeout)
+	defer t.Stop()
+	select {
+	case <-td.exited:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%s did not die within %v of SIGKILL", td.name, killTimeout)
+	}
+}
+
 func (td *Process) exitErr() error {
+	var ee *exec.ExitError
+	if td.killed.Load() && errors.As(td.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return nil
+		}
+	}
 	if td.err != nil {
 		return fmt.Errorf("%s exited: %w", td.name, td.err)
 	}

@@ -958,6 +958,137 @@ func (x *TableStats) GetLookupsStale() uint64 {
 	return 0
 }
 
+// JournalStats are the counters of the journal that keeps the table on
+// disk (toad serve --state-dir).
+type JournalStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records counts change records written.
+	Records uint64 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
+	// groups counts group writes.
+	Groups uint64 `protobuf:"varint,2,opt,name=groups,proto3" json:"groups,omitempty"`
+	// bytes counts bytes written, journal segments and snapshots.
+	Bytes uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// compactions counts compactions completed.
+	Compactions uint64 `protobuf:"varint,4,opt,name=compactions,proto3" json:"compactions,omitempty"`
+	// overflows counts the times the writer fell behind and changes were
+	// dropped from memory (each followed by a compaction); lost counts
+	// those changes.
+	Overflows uint64 `protobuf:"varint,5,opt,name=overflows,proto3" json:"overflows,omitempty"`
+	Lost      uint64 `protobuf:"varint,6,opt,name=lost,proto3" json:"lost,omitempty"`
+	// dropped counts change records not written because the disk failed;
+	// the compaction that ends the failure writes what they changed.
+	Dropped uint64 `protobuf:"varint,7,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// write_errors counts the writes, syncs and compactions that failed.
+	WriteErrors uint64 `protobuf:"varint,8,opt,name=write_errors,json=writeErrors,proto3" json:"write_errors,omitempty"`
+	// failing is true from a failed write until a compaction succeeds:
+	// meanwhile a crash loses what changed since the failure.
+	Failing bool `protobuf:"varint,9,opt,name=failing,proto3" json:"failing,omitempty"`
+	// size_bytes is what the current generation's files hold.
+	SizeBytes     uint64 `protobuf:"varint,10,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalStats) Reset() {
+	*x = JournalStats{}
+	mi := &file_toad_v1_toad_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalStats) ProtoMessage() {}
+
+func (x *JournalStats) ProtoReflect() protoreflect.Message {
+	mi := &file_toad_v1_toad_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalStats.ProtoReflect.Descriptor instead.
+func (*JournalStats) Descriptor() ([]byte, []int) {
+	return file_toad_v1_toad_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JournalStats) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *JournalStats) GetGroups() uint64 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+func (x *JournalStats) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *JournalStats) GetCompactions() uint64 {
+	if x != nil {
+		return x.Compactions
+	}
+	return 0
+}
+
+func (x *JournalStats) GetOverflows() uint64 {
+	if x != nil {
+		return x.Overflows
+	}
+	return 0
+}
+
+func (x *JournalStats) GetLost() uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+func (x *JournalStats) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *JournalStats) GetWriteErrors() uint64 {
+	if x != nil {
+		return x.WriteErrors
+	}
+	return 0
+}
+
+func (x *JournalStats) GetFailing() bool {
+	if x != nil {
+		return x.Failing
+	}
+	return false
+}
+
+func (x *JournalStats) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 // GetStatsResponse holds the server's counters.
 type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -968,14 +1099,17 @@ type GetStatsResponse struct {
 	Counters map[string]uint64 `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// serving is true once the server's source of connections (a live
 	// capture or a loaded replay) is attached.
-	Serving       bool `protobuf:"varint,3,opt,name=serving,proto3" json:"serving,omitempty"`
+	Serving bool `protobuf:"varint,3,opt,name=serving,proto3" json:"serving,omitempty"`
+	// journal holds the journal's counters; absent when the table is not
+	// kept on disk.
+	Journal       *JournalStats `protobuf:"bytes,4,opt,name=journal,proto3" json:"journal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_toad_v1_toad_proto_msgTypes[11]
+	mi := &file_toad_v1_toad_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1121,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_toad_v1_toad_proto_msgTypes[11]
+	mi := &file_toad_v1_toad_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1134,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_toad_v1_toad_proto_rawDescGZIP(), []int{11}
+	return file_toad_v1_toad_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetStatsResponse) GetTable() *TableStats {
@@ -1022,6 +1156,13 @@ func (x *GetStatsResponse) GetServing() bool {
 		return x.Serving
 	}
 	return false
+}
+
+func (x *GetStatsResponse) GetJournal() *JournalStats {
+	if x != nil {
+		return x.Journal
+	}
+	return nil
 }
 
 var File_toad_v1_toad_proto protoreflect.FileDescriptor
@@ -1097,11 +1238,25 @@ const file_toad_v1_toad_proto_rawDesc = "" +
 	"\x06reused\x18\x13 \x01(\x04R\x06reused\x12%\n" +
 	"\x0eevictions_open\x18\x14 \x01(\x04R\revictionsOpen\x12!\n" +
 	"\fidle_expired\x18\x15 \x01(\x04R\vidleExpired\x12#\n" +
-	"\rlookups_stale\x18\x16 \x01(\x04R\flookupsStale\"\xd9\x01\n" +
+	"\rlookups_stale\x18\x16 \x01(\x04R\flookupsStale\"\xa0\x02\n" +
+	"\fJournalStats\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x16\n" +
+	"\x06groups\x18\x02 \x01(\x04R\x06groups\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12 \n" +
+	"\vcompactions\x18\x04 \x01(\x04R\vcompactions\x12\x1c\n" +
+	"\toverflows\x18\x05 \x01(\x04R\toverflows\x12\x12\n" +
+	"\x04lost\x18\x06 \x01(\x04R\x04lost\x12\x18\n" +
+	"\adropped\x18\a \x01(\x04R\adropped\x12!\n" +
+	"\fwrite_errors\x18\b \x01(\x04R\vwriteErrors\x12\x18\n" +
+	"\afailing\x18\t \x01(\bR\afailing\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\n" +
+	" \x01(\x04R\tsizeBytes\"\x8a\x02\n" +
 	"\x10GetStatsResponse\x12)\n" +
 	"\x05table\x18\x01 \x01(\v2\x13.toad.v1.TableStatsR\x05table\x12C\n" +
 	"\bcounters\x18\x02 \x03(\v2'.toad.v1.GetStatsResponse.CountersEntryR\bcounters\x12\x18\n" +
-	"\aserving\x18\x03 \x01(\bR\aserving\x1a;\n" +
+	"\aserving\x18\x03 \x01(\bR\aserving\x12/\n" +
+	"\ajournal\x18\x04 \x01(\v2\x15.toad.v1.JournalStatsR\ajournal\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*l\n" +
@@ -1133,7 +1288,7 @@ func file_toad_v1_toad_proto_rawDescGZIP() []byte {
 }
 
 var file_toad_v1_toad_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_toad_v1_toad_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_toad_v1_toad_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_toad_v1_toad_proto_goTypes = []any{
 	(ConnectionState)(0),          // 0: toad.v1.ConnectionState
 	(EventType)(0),                // 1: toad.v1.EventType
@@ -1148,15 +1303,16 @@ var file_toad_v1_toad_proto_goTypes = []any{
 	(*WatchResponse)(nil),         // 10: toad.v1.WatchResponse
 	(*GetStatsRequest)(nil),       // 11: toad.v1.GetStatsRequest
 	(*TableStats)(nil),            // 12: toad.v1.TableStats
-	(*GetStatsResponse)(nil),      // 13: toad.v1.GetStatsResponse
-	nil,                           // 14: toad.v1.GetStatsResponse.CountersEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*JournalStats)(nil),          // 13: toad.v1.JournalStats
+	(*GetStatsResponse)(nil),      // 14: toad.v1.GetStatsResponse
+	nil,                           // 15: toad.v1.GetStatsResponse.CountersEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 }
 var file_toad_v1_toad_proto_depIdxs = []int32{
-	15, // 0: toad.v1.Connection.first_seen:type_name -> google.protobuf.Timestamp
+	16, // 0: toad.v1.Connection.first_seen:type_name -> google.protobuf.Timestamp
 	0,  // 1: toad.v1.Connection.state:type_name -> toad.v1.ConnectionState
-	16, // 2: toad.v1.LookupRequest.wait:type_name -> google.protobuf.Duration
+	17, // 2: toad.v1.LookupRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 3: toad.v1.LookupResponse.connection:type_name -> toad.v1.Connection
 	5,  // 4: toad.v1.BatchLookupRequest.keys:type_name -> toad.v1.ConnectionKey
 	2,  // 5: toad.v1.BatchLookupResult.connection:type_name -> toad.v1.Connection
@@ -1164,20 +1320,21 @@ var file_toad_v1_toad_proto_depIdxs = []int32{
 	1,  // 7: toad.v1.WatchResponse.type:type_name -> toad.v1.EventType
 	2,  // 8: toad.v1.WatchResponse.connection:type_name -> toad.v1.Connection
 	12, // 9: toad.v1.GetStatsResponse.table:type_name -> toad.v1.TableStats
-	14, // 10: toad.v1.GetStatsResponse.counters:type_name -> toad.v1.GetStatsResponse.CountersEntry
-	3,  // 11: toad.v1.LookupService.Lookup:input_type -> toad.v1.LookupRequest
-	6,  // 12: toad.v1.LookupService.BatchLookup:input_type -> toad.v1.BatchLookupRequest
-	9,  // 13: toad.v1.LookupService.Watch:input_type -> toad.v1.WatchRequest
-	11, // 14: toad.v1.LookupService.GetStats:input_type -> toad.v1.GetStatsRequest
-	4,  // 15: toad.v1.LookupService.Lookup:output_type -> toad.v1.LookupResponse
-	8,  // 16: toad.v1.LookupService.BatchLookup:output_type -> toad.v1.BatchLookupResponse
-	10, // 17: toad.v1.LookupService.Watch:output_type -> toad.v1.WatchResponse
-	13, // 18: toad.v1.LookupService.GetStats:output_type -> toad.v1.GetStatsResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 10: toad.v1.GetStatsResponse.counters:type_name -> toad.v1.GetStatsResponse.CountersEntry
+	13, // 11: toad.v1.GetStatsResponse.journal:type_name -> toad.v1.JournalStats
+	3,  // 12: toad.v1.LookupService.Lookup:input_type -> toad.v1.LookupRequest
+	6,  // 13: toad.v1.LookupService.BatchLookup:input_type -> toad.v1.BatchLookupRequest
+	9,  // 14: toad.v1.LookupService.Watch:input_type -> toad.v1.WatchRequest
+	11, // 15: toad.v1.LookupService.GetStats:input_type -> toad.v1.GetStatsRequest
+	4,  // 16: toad.v1.LookupService.Lookup:output_type -> toad.v1.LookupResponse
+	8,  // 17: toad.v1.LookupService.BatchLookup:output_type -> toad.v1.BatchLookupResponse
+	10, // 18: toad.v1.LookupService.Watch:output_type -> toad.v1.WatchResponse
+	14, // 19: toad.v1.LookupService.GetStats:output_type -> toad.v1.GetStatsResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_toad_v1_toad_proto_init() }
@@ -1191,7 +1348,7 @@ func file_toad_v1_toad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_toad_v1_toad_proto_rawDesc), len(file_toad_v1_toad_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
