@@ -2,8 +2,8 @@ package deploy
 
 import (
 	"path"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
