@@ -816,7 +816,9 @@ func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
 		if st.Lookups > threads {
 			t.Errorf("stats %+v, want at most one lookup over the socket per thread", st)
 		}
-	} else if st.ConnsAccepted != threads || st.Found != threads*each {
-		t.Errorf("stats %+v, want one connection per thread and every lookup found", st)
+	} else if st.ConnsAccepted < threads || st.ConnsAccepted > threads+1 || st.Found != threads*each {
+		// At exit, a counter left over by the threads may need a
+		// connection of its own to be reported.
+		t.Errorf("stats %+v, want one connection per thread (and one at exit) and every lookup found", st)
 	}
 }
