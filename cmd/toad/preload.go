@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -10,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/api/preload"
 	"github.com/toad-project/toad/correlate"
 )
@@ -19,10 +22,63 @@ import (
 // preloadSettings are toad serve's settings of the preload socket.
 type preloadSettings struct {
 	Socket      string      // "" serves no preload socket
+	socketSet   bool        // Socket was given, not derived from --socket
 	Mode        fs.FileMode // the socket's permissions
 	Group       string      // the socket's group, a name or a number; "" keeps toad's
 	SharedSlots int         // slots of the shared table; 0: none
 	LibraryDir  string      // "" copies no library at start
+}
+
+// preloadSocketName is the preload socket's name beside --socket: with
+// the default --socket, /run/toad/preload.sock, where the library looks
+// unless told.
+const preloadSocketName = "preload.sock"
+
+// defaultPreloadSettings are toad serve's defaults: mode 0660, the
+// default shared table, and (settled by settle) the socket beside
+// --socket.
+func defaultPreloadSettings() preloadSettings {
+	return preloadSettings{Mode: preload.DefaultSocketMode, SharedSlots: preload.DefaultSharedSlots}
+}
+
+// preloadFlags defines the preload socket's flags on fs.
+func preloadFlags(set *flag.FlagSet, s *preloadSettings) {
+	set.Func("preload-socket", "unix socket `path` (SOCK_SEQPACKET) the LD_PRELOAD library, libtoad_preload.so, asks; empty for none (default: preload.sock beside --socket, /run/toad/preload.sock; none without --socket)", func(v string) error {
+		s.Socket, s.socketSet = v, true
+		return nil
+	})
+	set.Func("preload-socket-mode", "the preload socket's permissions, in octal `mode` (default 0660)", func(v string) error {
+		m, err := strconv.ParseUint(v, 8, 32)
+		if err != nil || m > 0o777 || m&0o600 != 0o600 {
+			return errors.New("want octal permissions such as 0660 that let toad's user read and write")
+		}
+		s.Mode = fs.FileMode(m)
+		return nil
+	})
+	set.StringVar(&s.Group, "preload-socket-group", "", "`group` (name or number) given the preload socket: that of the workers that load the library, such as www-data (default: toad's own)")
+	set.IntVar(&s.SharedSlots, "preload-shared-slots", s.SharedSlots, "`slots` of the table of open connections the libraries map (64 bytes each, a power of two); 0 for none: every lookup a round trip")
+	set.StringVar(&s.LibraryDir, "preload-library-dir", "", "`directory` into which the preload libraries beside the toad binary are copied at start, for an application container sharing it")
+}
+
+// settle puts the socket beside socket, the API's, unless it was given,
+// and checks the preload settings that parse but do not fit.
+func (s *preloadSettings) settle(socket string) error {
+	if !s.socketSet && socket != "" {
+		s.Socket = filepath.Join(filepath.Dir(socket), preloadSocketName)
+	}
+	n := s.SharedSlots
+	switch {
+	case s.Socket == "" && s.Group != "":
+		return usagef("--preload-socket-group %s without --preload-socket: there is no socket to give it", s.Group)
+	case n < 0 || n != 0 && (n < preload.BucketSlots || n&(n-1) != 0):
+		return usagef("--preload-shared-slots %d: want 0 or a power of two from %d", n, preload.BucketSlots)
+	}
+	if s.Socket != "" {
+		if err := api.CheckSocketPath(s.Socket); err != nil {
+			return usagef("--preload-socket %s: %v", s.Socket, err)
+		}
+	}
+	return nil
 }
 
 // preloadService is the preload socket's server and its shared table.
@@ -105,6 +161,7 @@ func (p *preloadService) close() error {
 	if p == nil {
 		return nil
 	}
+	p.ln.Close() // when Serve never ran; the server closes it otherwise
 	err := p.srv.Close()
 	if p.shared != nil {
 		err = errors.Join(err, p.shared.Close())
