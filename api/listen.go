@@ -183,13 +183,10 @@ func (l *unixListener) Close() error {
 // tells who the clients are, and must not be reachable from the network by
 // accident.
 func ListenTCP(addr string, allowRemote bool) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen tcp: address %q: want host:port, for example %s", addr, DefaultListen)
-	}
-	notLoopback := fmt.Errorf("listen tcp: %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or allow remote access explicitly", addr)
-	if ip, err := netip.ParseAddr(host); !allowRemote && host != "localhost" && (err != nil || !ip.IsLoopback()) {
-		return nil, notLoopback
+	if !allowRemote {
+		if err := CheckLoopback(addr); err != nil {
+			return nil, fmt.Errorf("listen tcp: %w", err)
+		}
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -197,7 +194,24 @@ func ListenTCP(addr string, allowRemote bool) (net.Listener, error) {
 	}
 	if ta, ok := l.Addr().(*net.TCPAddr); !allowRemote && (!ok || !ta.IP.IsLoopback()) {
 		l.Close()
-		return nil, notLoopback
+		return nil, fmt.Errorf("listen tcp: %s %w", addr, ErrNotLoopback)
 	}
 	return l, nil
+}
+
+// ErrNotLoopback is the error of a TCP address that is not a loopback one
+// where only loopback is allowed.
+var ErrNotLoopback = errors.New("is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or allow remote access explicitly")
+
+// CheckLoopback returns an error wrapping ErrNotLoopback unless addr is a
+// loopback host:port (127.0.0.1:50051, [::1]:50051, localhost:50051).
+func CheckLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: want host:port, for example %s", addr, DefaultListen)
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s %w", addr, ErrNotLoopback)
+	}
+	return nil
 }

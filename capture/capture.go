@@ -102,17 +102,41 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case c.Readers < 0 || c.Readers > maxReaders:
-		return c, fmt.Errorf("capture config: Readers %d: want 1-64", c.Readers)
+		return c, &ConfigError{"Readers", c.Readers, fmt.Sprintf("1 to %d", maxReaders)}
 	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
-		return c, fmt.Errorf("capture config: BlockSize %d: want a multiple of 4096", c.BlockSize)
+		return c, &ConfigError{"BlockSize", c.BlockSize, "a multiple of 4KiB"}
 	case c.RingSize < c.BlockSize:
-		return c, fmt.Errorf("capture config: RingSize %d is smaller than BlockSize %d", c.RingSize, c.BlockSize)
+		return c, &ConfigError{"RingSize", c.RingSize, fmt.Sprintf("no less than the block size, %d", c.BlockSize)}
 	case c.SnapLen < 128 || c.SnapLen > 65535:
-		return c, fmt.Errorf("capture config: SnapLen %d: want 128-65535", c.SnapLen)
+		return c, &ConfigError{"SnapLen", c.SnapLen, "128 to 65535"}
 	case c.Filter > FilterNone:
-		return c, fmt.Errorf("capture config: unknown Filter %v", c.Filter)
+		return c, &ConfigError{"Filter", c.Filter, "toa, tcp, direction or none"}
 	}
 	return c, nil
+}
+
+// Validate reports the first field of c out of its bounds, as a
+// *ConfigError; zero fields take their defaults and are valid.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// ConfigError is a Config field out of its bounds.
+type ConfigError struct {
+	Field string // the field, such as "RingSize"
+	Value any    // its value
+	Want  string // what it takes
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("capture config: %s %v: want %s", e.Field, e.Value, e.Want)
+}
+
+// ConfigField returns the field's name, for callers that name their
+// settings otherwise (toad serve's flags).
+func (e *ConfigError) ConfigField() (field string, value any, want string) {
+	return e.Field, e.Value, e.Want
 }
 
 // Stats are a capture's counters.

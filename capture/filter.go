@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/bpf"
 
@@ -43,6 +44,18 @@ func (f Filter) String() string {
 		return filterNames[f]
 	}
 	return "filter(" + strconv.Itoa(int(f)) + ")"
+}
+
+// UnmarshalText sets f from its name: toa, tcp, direction or none.
+func (f *Filter) UnmarshalText(b []byte) error {
+	name := strings.TrimSpace(string(b))
+	for g, n := range filterNames {
+		if n == name {
+			*f = Filter(g)
+			return nil
+		}
+	}
+	return fmt.Errorf("filter %q: want toa, tcp, direction or none", name)
 }
 
 // Kernel constants the programs use.

@@ -532,3 +532,31 @@ func TestProgramsPassKernelChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterText: every filter parses from its name, and nothing else
+// parses.
+func TestFilterText(t *testing.T) {
+	for f := FilterTOA; f <= FilterNone; f++ {
+		var got Filter
+		if err := got.UnmarshalText([]byte(f.String())); err != nil || got != f {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", f.String(), got, err, f)
+		}
+	}
+	var got Filter
+	if err := got.UnmarshalText([]byte("bpf")); err == nil {
+		t.Errorf("UnmarshalText(bpf) = %v, nil; want an error", got)
+	}
+}
+
+// TestConfigValidate: a field out of its bounds is named in a
+// *ConfigError; the zero Config is valid.
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v, want nil", err)
+	}
+	err := Config{RingSize: 64 << 10, BlockSize: 128 << 10}.Validate()
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "RingSize" || ce.Value != 64<<10 {
+		t.Errorf("ring smaller than a block: %v; want a *ConfigError naming RingSize 65536", err)
+	}
+}

@@ -65,6 +65,41 @@ type Config struct {
 	Barrier bool
 }
 
+// Validate reports the first field of c out of its bounds, as a
+// *ConfigError; zero fields take their defaults and are valid.
+func (c Config) Validate() error {
+	switch {
+	case c.Capacity < 0:
+		return &ConfigError{"Capacity", c.Capacity, fmt.Sprintf("0 (default %d) or more", DefaultCapacity)}
+	case c.Capacity > MaxCapacity:
+		return &ConfigError{"Capacity", c.Capacity, fmt.Sprintf("at most %d", MaxCapacity)}
+	case c.Shards < 0 || c.Shards > 1<<16 || c.Shards&(c.Shards-1) != 0:
+		return &ConfigError{"Shards", c.Shards, fmt.Sprintf("a power of two up to 65536, or 0 (default %d)", DefaultShards)}
+	case c.Linger < 0:
+		return &ConfigError{"Linger", c.Linger, fmt.Sprintf("0 (default %v) or more", DefaultLinger)}
+	case c.IdleTimeout < 0:
+		return &ConfigError{"IdleTimeout", c.IdleTimeout, "0 (never) or more"}
+	}
+	return nil
+}
+
+// ConfigError is a Config field out of its bounds.
+type ConfigError struct {
+	Field string // the field, such as "Capacity"
+	Value any    // its value
+	Want  string // what it takes
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("invalid Config.%s %v: want %s", e.Field, e.Value, e.Want)
+}
+
+// ConfigField returns the field's name, for callers that name their
+// settings otherwise (toad serve's flags).
+func (e *ConfigError) ConfigField() (field string, value any, want string) {
+	return e.Field, e.Value, e.Want
+}
+
 // Table maps connections to the real clients their proxies named. It is
 // safe for concurrent use: Observe may be called from several capture
 // workers while lookups run. It has no goroutines of its own: records bring
@@ -103,15 +138,8 @@ var errClosedNotFound = fmt.Errorf("%w: %w", ErrNotFound, ErrClosed)
 // allocated at once (about 11 bytes per entry of capacity); entries are
 // allocated as they arrive and their memory is reused, never returned.
 func New(cfg Config) (*Table, error) {
-	switch {
-	case cfg.Capacity < 0 || cfg.Capacity > MaxCapacity:
-		return nil, fmt.Errorf("invalid Config.Capacity %d: want 0 (default %d) to %d", cfg.Capacity, DefaultCapacity, MaxCapacity)
-	case cfg.Shards < 0 || cfg.Shards > 1<<16 || cfg.Shards&(cfg.Shards-1) != 0:
-		return nil, fmt.Errorf("invalid Config.Shards %d: want a power of two up to 65536, or 0 (default %d)", cfg.Shards, DefaultShards)
-	case cfg.Linger < 0:
-		return nil, fmt.Errorf("invalid Config.Linger %v: want 0 (default %v) or more", cfg.Linger, DefaultLinger)
-	case cfg.IdleTimeout < 0:
-		return nil, fmt.Errorf("invalid Config.IdleTimeout %v: want 0 (never) or more", cfg.IdleTimeout)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Capacity == 0 {
 		cfg.Capacity = DefaultCapacity

@@ -6,18 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/toad-project/toad/api"
-	"github.com/toad-project/toad/capture"
-	"github.com/toad-project/toad/correlate"
-	"github.com/toad-project/toad/toa"
+	"github.com/toad-project/toad/daemon"
 )
 
 const serveUsage = `usage: toad serve [flags]
@@ -52,54 +46,13 @@ an address in use, the capture failing).
 flags:
 `
 
-// serveConfig is toad serve's configuration, from flags and environment.
+// serveConfig is toad serve's configuration, from flags and environment:
+// the daemon's, and how it logs.
 type serveConfig struct {
-	Interface string   // "" captures on every interface
-	Pcaps     []string // replay these instead of capturing
-
-	Socket        string // "" serves no unix socket
-	SocketGroup   string // a group name or number; "" keeps toad's
-	Listen        string // "" serves no TCP
-	AllowRemote   bool
-	HealthListen  string // "" serves no health-only listener
-	MetricsListen string // "" serves no HTTP
-
-	Trusted     []netip.Prefix
-	Dialects    *toa.Set
-	Linger      time.Duration
-	MaxWait     time.Duration
-	Capacity    int
-	IdleTimeout time.Duration
-	Snapshot    string // "" neither loads nor writes one
-
-	Readers   int
-	RingSize  int
-	BlockSize int
-	// BlockTimeout is the deprecated --block-timeout, ignored: set, it is
-	// warned of at start.
-	BlockTimeout time.Duration
-	SnapLen      int
-	Filter       capture.Filter
-
+	daemon.Config
 	LogFormat string // text or json
 	LogLevel  slog.Level
-
-	Drain           time.Duration
-	ShutdownTimeout time.Duration
-
-	// FromEnv are the environment variables that set something.
-	FromEnv []string
-	// UnknownEnv are TOAD_* variables that name no setting.
-	UnknownEnv []string
 }
-
-// Defaults of toad serve that have no constant elsewhere.
-const (
-	defaultHealthListen    = ":50052"
-	defaultMetricsListen   = "127.0.0.1:9470"
-	defaultDrain           = time.Second
-	defaultShutdownTimeout = 10 * time.Second
-)
 
 // envPrefix starts the environment variable of every setting.
 const envPrefix = "TOAD_"
@@ -115,23 +68,7 @@ func envName(name string) string {
 // os.Environ returns). -h prints the usage to help and returns
 // flag.ErrHelp. Errors are usage errors that name the flag or variable.
 func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
-	cfg := serveConfig{
-		Socket:          api.DefaultSocket,
-		HealthListen:    defaultHealthListen,
-		MetricsListen:   defaultMetricsListen,
-		Dialects:        toa.DefaultSet(),
-		Linger:          correlate.DefaultLinger,
-		MaxWait:         api.DefaultMaxWait,
-		Capacity:        correlate.DefaultCapacity,
-		Readers:         1,
-		RingSize:        capture.DefaultRingSize,
-		BlockSize:       capture.DefaultBlockSize,
-		SnapLen:         capture.DefaultSnapLen,
-		LogFormat:       "text",
-		LogLevel:        slog.LevelInfo,
-		Drain:           defaultDrain,
-		ShutdownTimeout: defaultShutdownTimeout,
-	}
+	cfg := serveConfig{Config: daemon.DefaultConfig(), LogFormat: "text", LogLevel: slog.LevelInfo}
 	fs := flag.NewFlagSet("toad serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 
@@ -173,12 +110,7 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.BlockTimeout, "block-timeout", 0, "deprecated and ignored: the capture hands each packet over as it arrives")
 	fs.IntVar(&cfg.SnapLen, "snap-len", cfg.SnapLen, "`bytes` of each packet captured, 128-65535")
 	fs.Func("filter", "the strongest kernel `filter` to try: toa, tcp, direction or none (default toa)", func(s string) error {
-		f, ok := parseFilter(s)
-		if !ok {
-			return errors.New("want toa, tcp, direction or none")
-		}
-		cfg.Filter = f
-		return nil
+		return cfg.Filter.UnmarshalText([]byte(s))
 	})
 
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
@@ -251,84 +183,13 @@ func isBool(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// validate checks the settings that parse one by one but not together, or
-// not within their bounds. Whether the system can honour them (the
-// interface exists, the paths are writable) is checked at start.
+// validate checks the settings: the daemon's, and how it logs.
 func (c *serveConfig) validate() error {
-	switch {
-	case c.Socket == "" && c.Listen == "":
-		return usagef("--socket and --listen are both empty: nothing to serve lookups on")
-	case len(c.Pcaps) > 0 && c.Interface != "":
-		return usagef("--interface and --pcap: capture live or replay files, not both")
-	case c.Linger <= 0:
-		return usagef("--linger %v: want a positive duration such as 60s", c.Linger)
-	case c.MaxWait < 0:
-		return usagef("--max-wait %v: want 0 or more", c.MaxWait)
-	case c.Capacity < 1 || c.Capacity > correlate.MaxCapacity:
-		return usagef("--capacity %d: want 1 to %d", c.Capacity, correlate.MaxCapacity)
-	case c.IdleTimeout < 0:
-		return usagef("--idle-timeout %v: want 0 (never) or more", c.IdleTimeout)
-	case c.Readers < 1 || c.Readers > 64:
-		return usagef("--readers %d: want 1 to 64", c.Readers)
-	case c.BlockSize < 4096 || c.BlockSize%4096 != 0:
-		return usagef("--block-size %d: want a multiple of 4KiB", c.BlockSize)
-	case c.RingSize < c.BlockSize:
-		return usagef("--ring-size %d is smaller than --block-size %d", c.RingSize, c.BlockSize)
-	case c.SnapLen < 128 || c.SnapLen > 65535:
-		return usagef("--snap-len %d: want 128 to 65535", c.SnapLen)
-	case c.LogFormat != "text" && c.LogFormat != "json":
+	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usagef("--log-format %q: want text or json", c.LogFormat)
-	case c.Drain < 0:
-		return usagef("--drain %v: want 0 or more", c.Drain)
-	case c.ShutdownTimeout <= c.Drain:
-		return usagef("--shutdown-timeout %v leaves no time to stop after --drain %v: want it longer", c.ShutdownTimeout, c.Drain)
 	}
-	for _, a := range []struct{ flag, addr string }{
-		{"listen", c.Listen}, {"health-listen", c.HealthListen}, {"metrics-listen", c.MetricsListen},
-	} {
-		if a.addr == "" {
-			continue
-		}
-		if err := checkListenAddr(a.addr); err != nil {
-			return usagef("--%s %q: %v", a.flag, a.addr, err)
-		}
-	}
-	if c.Listen != "" && !c.AllowRemote {
-		host, _, _ := net.SplitHostPort(c.Listen)
-		if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
-			return usagef("--listen %s is not a loopback address, and the API reveals client addresses: listen on 127.0.0.1 or [::1], or add --allow-remote", c.Listen)
-		}
-	}
-	if c.Socket != "" {
-		if err := api.CheckSocketPath(c.Socket); err != nil {
-			return usagef("--socket %s: %v", c.Socket, err)
-		}
-	}
-	if c.SocketGroup != "" && c.Socket == "" {
-		return usagef("--socket-group %s without --socket: there is no socket to give it", c.SocketGroup)
-	}
-	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
-		return usagef("--snapshot %q: want a file, not a directory", c.Snapshot)
-	}
-	return nil
-}
-
-// checkListenAddr checks a TCP listen address: a port number, and an IP
-// address, localhost or nothing (every address) for the host. Other host
-// names are refused: what they resolve to is not what was read.
-func checkListenAddr(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
-		return errors.New("want host:port, such as 127.0.0.1:9470 or :50052")
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
-		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
-	}
-	if host == "" || host == "localhost" {
-		return nil
-	}
-	if _, err := netip.ParseAddr(host); err != nil {
-		return fmt.Errorf("%q is not an IP address: want one such as 127.0.0.1, [::1] or 192.0.2.20, localhost, or none for every address", host)
+	if err := c.Config.Validate(); err != nil {
+		return &usageError{err}
 	}
 	return nil
 }
@@ -386,14 +247,4 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with KiB, MiB or GiB", s)
 	}
 	return n * mult, nil
-}
-
-// parseFilter parses a capture.Filter by its name.
-func parseFilter(s string) (capture.Filter, bool) {
-	for f := capture.FilterTOA; f <= capture.FilterNone; f++ {
-		if f.String() == strings.TrimSpace(s) {
-			return f, true
-		}
-	}
-	return 0, false
 }

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,10 +33,12 @@ import (
 
 	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/daemon"
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/scrape"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -77,86 +78,6 @@ var buildToad = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
-
-// sendFrames writes Ethernet frames out of iface from inside ns.
-func sendFrames(t *testing.T, ns *netnstest.NS, iface string, frames ...[]byte) {
-	t.Helper()
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(iface)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, f := range frames {
-			sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-			copy(sa.Addr[:], f[:6])
-			if err := unix.Sendto(fd, f, 0, sa); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("send from %s: %v", ns.Name, err)
-	}
-}
-
-// TestServeLive runs toad serve on a live capture in a network namespace:
-// health turns SERVING once the capture is attached, and a SYN carrying a
-// TOA sent across a veth pair answers a lookup over the unix socket that
-// waits for it.
-func TestServeLive(t *testing.T) {
-	privtest.Require(t, "ip")
-	a, b := netnstest.New(t, "serve"), netnstest.New(t, "serve")
-	netnstest.Veth(t, a, "veth-a", b, "veth-b")
-	// craft's Ethernet frames go to 02:00:00:00:00:01.
-	a.IP(t, "link set veth-a address 02:00:00:00:00:01", "addr add 192.0.2.20/24 dev veth-a")
-
-	sock := filepath.Join(t.TempDir(), "toad.sock")
-	servingIn(t, a.Do, "--interface", "veth-a", "--socket", sock, "--listen", "", "--trusted-proxies", "198.51.100.0/24", "--drain", "0s")
-
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	h, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
-	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health with the capture attached: %v, %v; want SERVING", h.GetStatus(), err)
-	}
-
-	peer, local := netip.MustParseAddrPort("198.51.100.10:40001"), netip.MustParseAddrPort("192.0.2.20:8080")
-	real := netip.MustParseAddrPort("203.0.113.7:51234")
-	c, err := client.New(sock, client.WithWait(20*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	type result struct {
-		conn client.Connection
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		got, err := c.Lookup(context.Background(), peer, local)
-		done <- result{got, err}
-	}()
-	syn := &craft.Segment{Src: peer, Dst: local, Flags: decode.SYN, Seq: 1000,
-		Options: craft.Opts(craft.MSS(1460), craft.TOA(toa.Kind200V4, real))}
-	sendFrames(t, b, "veth-b", craft.Frame(craft.Framing{Link: decode.LinkEthernet}, syn))
-	select {
-	case r := <-done:
-		if r.err != nil || r.conn.Client != real || r.conn.Dialect != toa.Kind200V4 {
-			t.Errorf("Lookup(%v, %v) = %+v, %v; want client %v, dialect 200/8", peer, local, r.conn, r.err, real)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the lookup did not return")
-	}
-}
 
 // child is a toad process started by a test, with its JSON log.
 type child struct {
@@ -336,7 +257,7 @@ func TestServeBinary(t *testing.T) {
 	eth := craft.Framing{Link: decode.LinkEthernet}
 	// The connection looked up goes last: once it resolves, the capture,
 	// which keeps the order of one interface's packets, has seen the rest.
-	sendFrames(t, peer, "veth-b",
+	mustSend(t, peer, "veth-b",
 		craft.Frame(eth, &craft.Segment{Src: forged, Dst: local, Flags: decode.SYN, Seq: 500,
 			Options: craft.Opts(craft.MSS(1460), craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.66:1")))}),
 		craft.Frame(eth, &craft.Segment{Src: plain, Dst: local, Flags: decode.SYN, Seq: 700, Options: craft.MSS(1460)}),
@@ -367,11 +288,11 @@ func TestServeBinary(t *testing.T) {
 	}
 
 	web := httpIn(pod)
-	code, body := scrape(t, web.Get, "127.0.0.1:9470", "/metrics")
+	code, body := scrape.Get(t, web.Get, "127.0.0.1:9470", "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics = %d:\n%s", code, body)
 	}
-	m := parseMetrics(t, body)
+	m := scrape.Metrics(t, body)
 	for series, want := range map[string]float64{
 		"toad_syn_recv_sock_toa_total":                                        1,
 		"toad_syn_recv_sock_no_toa_total":                                     1,
@@ -402,7 +323,7 @@ func TestServeBinary(t *testing.T) {
 		t.Errorf("toad_capture_packets_total %v, toad_capture_records_total %v: want the 5 segments sent", n, m["toad_capture_records_total"])
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
-		if code, _ := scrape(t, web.Get, "127.0.0.1:9470", p); code != http.StatusOK {
+		if code, _ := scrape.Get(t, web.Get, "127.0.0.1:9470", p); code != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", p, code)
 		}
 	}
@@ -438,7 +359,7 @@ func TestServeBinary(t *testing.T) {
 	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("health after SIGTERM: %v, %v; want NOT_SERVING", r.GetStatus(), err)
 	}
-	if code, _ := scrape(t, web.Get, "127.0.0.1:9470", "/readyz"); code != http.StatusServiceUnavailable {
+	if code, _ := scrape.Get(t, web.Get, "127.0.0.1:9470", "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz during the drain = %d, want 503", code)
 	}
 	if code := <-exited; code != 0 {
@@ -485,6 +406,14 @@ func (c *child) find(t *testing.T, msg string) map[string]any {
 	}
 	t.Fatalf("no %q in toad's log", msg)
 	return nil
+}
+
+// mustSend writes Ethernet frames out of iface from inside ns.
+func mustSend(t *testing.T, ns *netnstest.NS, iface string, frames ...[]byte) {
+	t.Helper()
+	if err := ns.SendFrames(iface, frames...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestServeWithoutCapNetRaw: a live capture without CAP_NET_RAW fails at
@@ -548,8 +477,8 @@ func TestServeDescriptorLimit(t *testing.T) {
 	cmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "serve", "--pcap", samplePath, "--socket", sock, "--listen", "",
 		"--health-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--drain", "0s")
 	toad := startProcess(t, cmd)
-	health, metricsAddr := toad.find(t, listeningMsg[roleHealth]), toad.find(t, listeningMsg[roleMetrics])
-	budget, err := newConnBudget(limit, 1, 1)
+	health, metricsAddr := toad.find(t, "listening for health checks"), toad.find(t, "listening for metrics")
+	budget, err := daemon.NewConnBudget(limit, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +536,7 @@ func TestServeDescriptorLimit(t *testing.T) {
 		t.Errorf("Lookup under the flood: %v, want ErrNotFound", err)
 	}
 	web := &http.Client{Timeout: 20 * time.Second}
-	if code, _ := scrape(t, web.Get, metricsAddr["addr"].(string), "/metrics"); code != http.StatusOK {
+	if code, _ := scrape.Get(t, web.Get, metricsAddr["addr"].(string), "/metrics"); code != http.StatusOK {
 		t.Errorf("GET /metrics under the flood = %d, want 200", code)
 	}
 	if code := toad.stop(t); code != 0 {
@@ -675,7 +604,7 @@ func TestServeWatchersNotReading(t *testing.T) {
 					Dst: netip.MustParseAddrPort("192.0.2.20:8080"), Flags: decode.SYN, Seq: 1,
 					Options: craft.TOA(toa.Kind200V4, netip.MustParseAddrPort("203.0.113.7:51234"))})
 			}
-			sendFrames(t, peer, "veth-b", frames...)
+			mustSend(t, peer, "veth-b", frames...)
 			last := fmt.Sprintf("198.51.100.10:%d", port)
 			for {
 				ev, err := reader.Recv()
@@ -726,25 +655,9 @@ func TestServeWatchersNotReading(t *testing.T) {
 	}
 }
 
-// TestServeSocketGroup: --socket-group gives the socket a group whose
-// members may connect.
-func TestServeSocketGroup(t *testing.T) {
-	gid := os.Getgid()
-	if os.Geteuid() == 0 {
-		gid = 65534 // root may give it any group
-	}
-	dir := filepath.Join(t.TempDir(), "run")
-	sock := filepath.Join(dir, "toad.sock")
-	serving(t, "--pcap", samplePath, "--socket", sock, "--socket-group", strconv.Itoa(gid), "--drain", "0s")
-	for _, p := range []string{sock, dir} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fi.Sys().(*syscall.Stat_t).Gid; got != uint32(gid) {
-			t.Errorf("%s belongs to group %d, want %d", p, got, gid)
-		}
-	}
+// TestServeSocketGroupUnknown: a --socket-group that names no group fails
+// at start with one line naming it.
+func TestServeSocketGroupUnknown(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := command(context.Background(), []string{"serve", "--pcap", samplePath, "--socket", filepath.Join(t.TempDir(), "toad.sock"),
 		"--socket-group", "toad-no-such-group", "--health-listen", "", "--metrics-listen", ""}, nil, &stdout, &stderr)

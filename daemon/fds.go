@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import "fmt"
 
@@ -15,25 +15,25 @@ const (
 	maxAPIConns     = 1024 // per API listener: local clients and watchers
 )
 
-// connBudget is how many connections each listener may hold at once.
-type connBudget struct {
+// ConnBudget is how many connections each listener may hold at once.
+type ConnBudget struct {
 	API     int // each API listener's
 	Health  int
 	Metrics int
 }
 
-// newConnBudget splits limit descriptors (RLIMIT_NOFILE) between the
+// NewConnBudget splits limit descriptors (RLIMIT_NOFILE) between the
 // listeners, after what the process needs besides: the capture's readers
 // and reservedFDs. The health and metrics listeners get an eighth and a
 // sixteenth of what is left, within their bounds; the API listeners share
 // the rest.
-func newConnBudget(limit uint64, readers, apiListeners int) (connBudget, error) {
+func NewConnBudget(limit uint64, readers, apiListeners int) (ConnBudget, error) {
 	reserved := reservedFDs + readers
 	spare := int(min(limit, 1<<30)) - reserved
 	if spare < minConnFDs {
-		return connBudget{}, fmt.Errorf("the descriptor limit (RLIMIT_NOFILE) is %d: toad needs %d for itself and at least %d for connections; raise it (ulimit -n, systemd's LimitNOFILE=, the container runtime's nofile)", limit, reserved, minConnFDs)
+		return ConnBudget{}, fmt.Errorf("the descriptor limit (RLIMIT_NOFILE) is %d: toad needs %d for itself and at least %d for connections; raise it (ulimit -n, systemd's LimitNOFILE=, the container runtime's nofile)", limit, reserved, minConnFDs)
 	}
-	b := connBudget{
+	b := ConnBudget{
 		Health:  min(max(spare/8, 2), maxHealthConns),
 		Metrics: min(max(spare/16, 2), maxMetricsConns),
 	}

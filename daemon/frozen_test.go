@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -29,8 +29,9 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "toad.sock")
-	serving(t, "--pcap", capFile, "--socket", sock, "--listen", "", "--max-wait", "1h",
-		"--trusted-proxies", trustedFlag, "--drain", "0s")
+	serving(t, func(c *Config) {
+		c.Pcaps, c.Socket, c.MaxWait, c.Trusted, c.Drain = []string{capFile}, sock, time.Hour, trusted, 0
+	})
 	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +77,9 @@ func TestServeBlockTimeoutDeprecated(t *testing.T) {
 	if _, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample()); err != nil {
 		t.Fatal(err)
 	}
-	d := serving(t, "--pcap", capFile, "--socket", filepath.Join(dir, "toad.sock"), "--listen", "", "--drain", "0s", "--block-timeout", "500us")
+	d := serving(t, func(c *Config) {
+		c.Pcaps, c.Socket, c.Drain, c.BlockTimeout = []string{capFile}, filepath.Join(dir, "toad.sock"), 0, 500*time.Microsecond
+	})
 	m := d.waitLog(t, "--block-timeout is deprecated and ignored: the capture hands each packet over as it arrives, with no block to time out; remove the setting")
 	if m["level"] != "WARN" || m["block_timeout"] != "500µs" {
 		t.Errorf("warning %v: want level WARN and block_timeout=500µs", m)

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -52,12 +52,11 @@ func TestServePcapRotated(t *testing.T) {
 	if reused < 50 {
 		t.Fatalf("%d connections reuse a 4-tuple, want most", reused)
 	}
-	args := []string{"--socket", "", "--listen", "127.0.0.1:0", "--trusted-proxies", trustedFlag, "--drain", "0s",
-		"--linger", "24h"} // the table keeps the closed ones, so that every 4-tuple answers
-	for _, n := range slices.Sorted(slices.Values(names)) { // a shell glob: cap.pcap, cap.pcap1, cap.pcap10, ...
-		args = append(args, "--pcap", n)
-	}
-	d := serving(t, args...)
+	d := serving(t, func(c *Config) {
+		c.Socket, c.Listen, c.Trusted, c.Drain = "", "127.0.0.1:0", trusted, 0
+		c.Linger = 24 * time.Hour                     // the table keeps the closed ones, so that every 4-tuple answers
+		c.Pcaps = slices.Sorted(slices.Values(names)) // a shell glob: cap.pcap, cap.pcap1, cap.pcap10, ...
+	})
 	c, err := client.New(d.api, client.WithWait(0))
 	if err != nil {
 		t.Fatal(err)

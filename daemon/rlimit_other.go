@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package daemon
 
 // fdLimit returns a limit large enough that only the listeners' own
 // bounds apply where there is no RLIMIT_NOFILE.
