@@ -39,8 +39,8 @@ type Report struct {
 	// Preload is BenchmarkPreloadNginx: unmodified nginx with and without
 	// the preload library.
 	Preload *connbench.Result
-	Rate  *caprate.Result
-	Idle  *idlecost.Result
+	Rate    *caprate.Result
+	Idle    *idlecost.Result
 	// Process is toad replay beside tshark as whole processes; Memory the
 	// peak memory of toad replay on a long capture.
 	Process *Process
