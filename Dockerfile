@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 #
 # The toad image: a static binary on distroless, run as a numeric non-root
-# user, holding CAP_NET_RAW as a file capability.
+# user, holding CAP_NET_RAW as a file capability; beside it the preload
+# libraries for unmodified programs (/libtoad_preload.so for glibc,
+# /libtoad_preload_musl.so for musl), which toad serve --preload-library-dir
+# copies into a volume the application shares.
 #
 #   docker buildx build -t toad --build-arg VERSION=$(git describe --tags --always) .
 #
@@ -40,6 +43,22 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # a binary built for another architecture.
 RUN setcap cap_net_raw+ep /out/toad && setcap -v cap_net_raw+ep /out/toad
 
+# The preload libraries (C, libc only), for glibc and for musl. This stage
+# runs on the target platform, not $BUILDPLATFORM: the C compiler builds
+# for the machine it runs on, so an image for another architecture builds
+# it under emulation (binfmt), while the Go stage above cross-compiles.
+# The glibc library needs the glibc of Debian 12 (2.36) or newer in the
+# application's image; the musl one suits Alpine.
+FROM debian:12 AS preload
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev make musl-tools \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY preload/ preload/
+RUN make -C preload OUT=/out
+
 FROM gcr.io/distroless/static-debian12:nonroot
 
 LABEL org.opencontainers.image.title="toad" \
@@ -48,6 +67,8 @@ LABEL org.opencontainers.image.title="toad" \
 
 # No --chown: changing the owner of a file clears its file capabilities.
 COPY --from=build /out/toad /out/toactl /
+# Beside /toad, where --preload-library-dir finds them.
+COPY --from=preload /out/libtoad_preload.so /out/libtoad_preload_musl.so /
 
 # Numeric, so that the kubelet can verify runAsNonRoot.
 USER 65532:65532

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/api/preload"
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/toa"
@@ -55,6 +57,12 @@ type Config struct {
 	Drain           time.Duration // --drain
 	ShutdownTimeout time.Duration // --shutdown-timeout
 
+	PreloadSocket      string      // --preload-socket; "" serves the preload library nothing
+	PreloadSocketMode  fs.FileMode // --preload-socket-mode
+	PreloadSocketGroup string      // --preload-socket-group: a group name or number; "" keeps toad's
+	PreloadSharedSlots int         // --preload-shared-slots; 0: no shared table
+	PreloadLibraryDir  string      // --preload-library-dir; "" copies no library
+
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
 	// Build is what the binary knows of how it was built, logged at start
@@ -79,6 +87,7 @@ type Build struct {
 // listener it does not serve.
 type Addrs struct {
 	Socket  net.Addr // the API's unix socket
+	Preload net.Addr // the preload socket
 	API     net.Addr // the API's TCP listener
 	Health  net.Addr
 	Metrics net.Addr
@@ -108,6 +117,10 @@ func DefaultConfig() Config {
 		SnapLen:         capture.DefaultSnapLen,
 		Drain:           DefaultDrain,
 		ShutdownTimeout: DefaultShutdownTimeout,
+
+		PreloadSocket:      preload.DefaultSocket,
+		PreloadSocketMode:  preload.DefaultSocketMode,
+		PreloadSharedSlots: preload.DefaultSharedSlots,
 	}
 }
 
@@ -166,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SocketGroup != "" && c.Socket == "" {
 		return fmt.Errorf("--socket-group %s without --socket: there is no socket to give it", c.SocketGroup)
+	}
+	if err := c.validatePreload(); err != nil {
+		return err
 	}
 	if c.Snapshot != "" && strings.HasSuffix(c.Snapshot, "/") {
 		return fmt.Errorf("--snapshot %q: want a file, not a directory (or --state-dir %s)", c.Snapshot, c.Snapshot)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/api/preload"
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
@@ -38,8 +40,9 @@ type source interface {
 }
 
 // Run runs the daemon until ctx ends (SIGINT, SIGTERM) or something
-// fails, then stops in order: not ready, drain, graceful stop of the API,
-// capture, state directory. It returns nil after a clean stop on ctx.
+// fails, then stops in order: not ready, drain, graceful stop of the API
+// and of the preload socket (with its shared table), capture, state
+// directory. It returns nil after a clean stop on ctx.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -77,14 +80,23 @@ func Run(ctx context.Context, cfg Config) error {
 	if maxWait == 0 {
 		maxWait = api.NoWait // --max-wait 0: no lookup waits
 	}
+	var pre atomic.Pointer[preloadService] // set once its socket is open
+	preloadStats := func() (preload.Stats, bool) { return pre.Load().stats() }
 	srv, err := api.New(table, api.Config{
 		MaxWait: maxWait,
 		Logger:  root.With("component", "api"),
 		Counters: func() map[string]uint64 {
+			var m map[string]uint64
 			if st, k := captureStats(); k != metrics.NoSource {
-				return captureCounters(&st)
+				m = captureCounters(&st)
 			}
-			return nil
+			if st, ok := preloadStats(); ok {
+				if m == nil {
+					m = map[string]uint64{}
+				}
+				maps.Copy(m, metrics.PreloadCounters(&st))
+			}
+			return m
 		},
 		Journal: js.get,
 		Options: []grpc.ServerOption{grpc.ChainUnaryInterceptor(latency.UnaryServerInterceptor())},
@@ -101,6 +113,7 @@ func Run(ctx context.Context, cfg Config) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewCollector(table, captureStats),
 		metrics.NewJournalCollector(js.get),
+		metrics.NewPreloadCollector(preloadStats),
 		latency,
 		metrics.BuildInfo(b.Version, b.Revision, b.Go),
 	)
@@ -111,6 +124,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The preload socket opens with the others, and the libraries are
+	// copied, before anything is logged; it is served once toad serves.
+	p, err := startPreload(cfg, table, root.With("component", "preload"))
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		return err
+	}
+	pre.Store(p)
+	defer p.close()
 	// A live capture is attached before anything is logged, so that a
 	// missing capability, like a bad setting, costs one line. Replayed
 	// files load while health answers NOT_SERVING, below.
@@ -120,6 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 			for _, l := range ls {
 				l.Close()
 			}
+			p.close()
 			return err
 		}
 		defer s.close()
@@ -149,7 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer wg.Wait()
 	defer srv.Close()
 	defer httpSrv.Close()
-	served := make(chan error, len(ls))
+	served := make(chan error, len(ls)+1)
 	for _, l := range ls {
 		log.Info(listeningMsg[l.role], "network", l.Addr().Network(), "addr", l.Addr().String(), "max_conns", l.maxConns)
 		wg.Go(func() {
@@ -197,11 +222,24 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Go(func() { housekeep(stopHK, housekeepEvery, table, s.stats, l.c.Woken, cfg.IdleTimeout > 0, w) })
 	}
 
+	if p != nil {
+		log.Info("listening for preload libraries", "network", "unixpacket", "addr", cfg.PreloadSocket,
+			"shared_slots", cfg.PreloadSharedSlots)
+		wg.Go(func() {
+			if err := p.serve(); err != nil {
+				served <- err
+			}
+		})
+	}
 	srv.SetServing(true)
 	ready.Store(true)
 	log.Info("serving", "connections", table.Len())
 	if cfg.Ready != nil {
-		cfg.Ready(addrs(ls))
+		a := addrs(ls)
+		if p != nil {
+			a.Preload = p.ln.Addr()
+		}
+		cfg.Ready(a)
 	}
 
 	var cause error
@@ -227,7 +265,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		t.Stop()
 	}
+	// The preload libraries' lookups in flight are answered meanwhile;
+	// then they fall back to the kernel's addresses until the next toad.
+	preloadDone := make(chan struct{})
+	go func() {
+		defer close(preloadDone)
+		p.shutdown(sctx)
+	}()
 	srv.Shutdown(sctx) // logs when the bound cut it short
+	<-preloadDone
 
 	// The capture runs until the API has stopped, so that lookups waiting
 	// for a handshake get it; the state directory then holds all it learnt.

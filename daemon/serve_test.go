@@ -107,7 +107,8 @@ const samplePath = "../testdata/sample.pcapng"
 
 // serving starts Run with DefaultConfig changed by set, and returns once
 // it serves. Health and metrics listen on ephemeral loopback ports unless
-// set says otherwise. It stops when the test ends.
+// set says otherwise; there is no preload socket unless set says where.
+// It stops when the test ends.
 func serving(t *testing.T, set func(*Config)) *running {
 	t.Helper()
 	return servingIn(t, func(fn func() error) error { return fn() }, set)
@@ -119,6 +120,7 @@ func servingIn(t *testing.T, in func(func() error) error, set func(*Config)) *ru
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.HealthListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.PreloadSocket = "" // /run/toad/preload.sock is the system's toad's
 	set(&cfg)
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config %+v: %v", cfg, err)

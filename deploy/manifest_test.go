@@ -46,6 +46,12 @@ var settings = map[string]string{
 	"fsync":           "",
 	"log-format":      "",
 	"log-level":       "",
+
+	"preload-socket":       "/run/toad/preload.sock",
+	"preload-socket-mode":  "",
+	"preload-socket-group": "",
+	"preload-shared-slots": "",
+	"preload-library-dir":  "",
 }
 
 func envName(flag string) string {
@@ -446,7 +452,11 @@ func checkWorkload(w workload, img imageUser) []error {
 			bad("no application container beside the toad sidecar")
 		}
 		for i := range spec.Containers {
-			checkSocketClient(toad, &spec.Containers[i], socket, bad)
+			if app := &spec.Containers[i]; envValue(app, "LD_PRELOAD") != "" {
+				checkPreloadClient(spec, toad, app, bad)
+			} else {
+				checkSocketClient(toad, app, socket, bad)
+			}
 		}
 	case "DaemonSet":
 		if toadIsInit {
@@ -817,6 +827,15 @@ func TestManifestChecksFail(t *testing.T) {
 		{"no host network", "daemonset.yaml", "hostNetwork: true", "hostNetwork: false", "hostNetwork is false"},
 		{"dns policy", "daemonset.yaml", "dnsPolicy: ClusterFirstWithHostNet", "dnsPolicy: ClusterFirst", `dnsPolicy "ClusterFirst"`},
 		{"socket host path", "daemonset.yaml", "path: /run/toad\n", "path: /var/run/toad\n", "hostPath /var/run/toad mounted at /run/toad"},
+		{"preload: no library dir", "sidecar-preload.yaml", "            - name: TOAD_PRELOAD_LIBRARY_DIR\n              value: /opt/toad\n", "", "toad copies no library"},
+		{"preload: library dir off volume", "sidecar-preload.yaml", "              value: /opt/toad\n", "              value: /opt/lib\n", "toad mounts no volume there"},
+		{"preload: library not on the volume", "sidecar-preload.yaml", "value: /opt/toad/libtoad_preload.so", "value: /usr/lib/libtoad_preload.so", "not on the volume toad copies the library into"},
+		{"preload: unknown library", "sidecar-preload.yaml", "value: /opt/toad/libtoad_preload.so", "value: /opt/toad/libhook.so", "want one of"},
+		{"preload: socket path", "sidecar-preload.yaml", "            - name: TOAD_PRELOAD_SOCKET\n              value: /run/toad/preload.sock\n          ports:", "            - name: TOAD_PRELOAD_SOCKET\n              value: /run/toad/other.sock\n          ports:", "the library asks /run/toad/other.sock, but toad listens on /run/toad/preload.sock"},
+		{"preload: no socket mount", "sidecar-preload.yaml", "            - name: toad-run\n              mountPath: /run/toad\n              readOnly: true\n", "", "does not mount the preload socket's volume"},
+		{"preload: group", "sidecar-preload.yaml", "        fsGroup: 65532\n", "", "not in group 65532 of the preload socket"},
+		{"preload: lib volume not emptyDir", "sidecar-preload.yaml", "        - name: toad-lib\n          emptyDir:\n            sizeLimit: 16Mi", "        - name: toad-lib\n          hostPath:\n            path: /opt/toad", "want an emptyDir that toad fills"},
+		{"preload: no socket", "sidecar-preload.yaml", "              value: /run/toad/preload.sock\n            # Copy", "              value: \"\"\n            # Copy", "toad serves no preload socket"},
 		{"not listed", kustomization, "  - sidecar.yaml\n", "", "sidecar.yaml is not listed"},
 		{"kustomize tag", kustomization, "newTag: 0.1.0", "newTag: 0.2.0", "kustomization.yaml pins ghcr.io/toad-project/toad:0.2.0"},
 		{"namespace level", "namespace.yaml", "enforce: privileged", "enforce: baseline", `enforce is "baseline"`},

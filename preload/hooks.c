@@ -116,7 +116,7 @@ static void copy_out(struct sockaddr *addr, socklen_t *len, const void *src, soc
  * family fam and whose buffer holds cap bytes: an IPv4 client on an
  * AF_INET6 socket as ::ffff:a.b.c.d, as the kernel does for dual-stack
  * sockets; an IPv6 client on an AF_INET socket as AF_INET6 when the
- * buffer can hold it. It returns the address's length, or 0 when the
+ * buffer can hold it and TOAD_PRELOAD_FAMILY does not forbid it. It returns the address's length, or 0 when the
  * client cannot be given (the caller keeps the kernel's address).
  */
 static socklen_t client_sockaddr(int fam, const struct answer *a, socklen_t cap, struct sockaddr_storage *out)
@@ -129,7 +129,7 @@ static socklen_t client_sockaddr(int fam, const struct answer *a, socklen_t cap,
 		memcpy(&s4->sin_addr, a->addr + 12, 4);
 		return sizeof *s4;
 	}
-	if (fam == AF_INET && cap < sizeof(struct sockaddr_in6))
+	if (fam == AF_INET && (cap < sizeof(struct sockaddr_in6) || cfg.socket_family))
 		return 0;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
 	s6->sin6_family = AF_INET6;

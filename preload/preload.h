@@ -30,6 +30,11 @@ struct config {
 	uint64_t wait_ns;  /* TOAD_PRELOAD_WAIT: the longest a call blocks */
 	uint64_t retry_ns; /* TOAD_PRELOAD_RETRY: the circuit breaker's interval */
 	int debug;         /* TOAD_PRELOAD_DEBUG */
+	/* TOAD_PRELOAD_FAMILY=socket: never answer in another family than the
+	 * socket's (an IPv6 client on an AF_INET socket keeps the kernel's
+	 * address), for programs that size their buffers by the listener's
+	 * family, such as nginx. */
+	int socket_family;
 };
 extern struct config cfg;
 

@@ -119,6 +119,10 @@ void read_config(void)
 		cfg.wait_ns = MIN_WAIT_NS;
 	}
 	duration_env("TOAD_PRELOAD_RETRY", DEFAULT_RETRY_NS, &cfg.retry_ns);
+	const char *f = getenv("TOAD_PRELOAD_FAMILY");
+	cfg.socket_family = f != NULL && strcmp(f, "socket") == 0;
+	if (f != NULL && *f != 0 && !cfg.socket_family && strcmp(f, "any") != 0)
+		dbg("TOAD_PRELOAD_FAMILY=%s is neither any nor socket: using any", f);
 	dbg("loaded: socket %s, wait %lluus, retry %llums", cfg.socket_path,
 	    (unsigned long long)(cfg.wait_ns / 1000), (unsigned long long)(cfg.retry_ns / 1000000));
 }

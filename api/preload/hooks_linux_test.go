@@ -177,6 +177,38 @@ var scenarios = []scenario{
 		}
 	}},
 
+	{"ipv6 client on ipv4 socket, TOAD_PRELOAD_FAMILY=socket", func(t *testing.T, lc libc) {
+		// For programs that size a peer's text by the listener's family
+		// (nginx): the kernel's address, whatever the buffer holds; the
+		// NAT64 getsockopt still names the client.
+		td := startToad(t, nil)
+		d := startDriver(t, lc, true, env(td.path, "TOAD_PRELOAD_FAMILY=socket")...)
+		l, local := d.listen(4, "127.0.0.1")
+		_, p := d.dial(local)
+		td.insert(p, local, cli6)
+		r := d.result("accept %d 128", l)
+		if want := (result{fd: r.fd, len: "16", addr: inet(4, p), kpeer: inet(4, p), intact: true}); r != want {
+			t.Errorf("accept: %+v, want the kernel's address %+v", r, want)
+		}
+		if g := d.result("getpeername %d 128", r.fd); g.addr != inet(4, p) {
+			t.Errorf("getpeername: %+v, want the kernel's %s", g, inet(4, p))
+		}
+		if got := d.do("getsockopt %d 20", r.fd); got != "ok len=20 addr=[2001:db8::7]:443" {
+			t.Errorf("getsockopt 4096: %q, want the client", got)
+		}
+		// An IPv4 client on the same socket is given as ever.
+		_, p4 := d.dial(local)
+		td.insert(p4, local, cli4)
+		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4)) {
+			t.Errorf("IPv4 client: %+v, want %s", r, inet(4, addrPort(cli4)))
+		}
+		d.exit()
+		td.idle()
+		if st := td.srv.Stats(); st.GetnameMismatch != 2 || st.GetnameOK != 2 {
+			t.Errorf("stats %+v, want 2 mismatches (accept, getpeername) and 2 answered (getsockopt, the IPv4 client)", st)
+		}
+	}},
+
 	{"getsockopt 4096", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		ctl := startDriver(t, lc, false)
@@ -816,7 +848,9 @@ func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
 		if st.Lookups > threads {
 			t.Errorf("stats %+v, want at most one lookup over the socket per thread", st)
 		}
-	} else if st.ConnsAccepted != threads || st.Found != threads*each {
-		t.Errorf("stats %+v, want one connection per thread and every lookup found", st)
+	} else if st.ConnsAccepted < threads || st.ConnsAccepted > threads+1 || st.Found != threads*each {
+		// At exit, a counter left over by the threads may need a
+		// connection of its own to be reported.
+		t.Errorf("stats %+v, want one connection per thread (and one at exit) and every lookup found", st)
 	}
 }

@@ -18,7 +18,11 @@ import (
 type Config struct {
 	// Dir is the module's root; "" means the working directory.
 	Dir string
-	// Bench is the -bench pattern; "" means every case.
+	// Benchmark is the benchmark of ./e2e/ to run; "" means
+	// BenchmarkConnections. BenchmarkPreloadNginx is the other.
+	Benchmark string
+	// Bench is the -bench pattern of its sub-benchmarks; "" means every
+	// case. A benchmark without sub-benchmarks reports one Case named "".
 	Bench string
 	// Benchtime is go test's -benchtime; "" means 3s.
 	Benchtime string
@@ -57,22 +61,35 @@ func (r *Result) Find(name string) *Case {
 	return nil
 }
 
-var benchLine = regexp.MustCompile(`^BenchmarkConnections/(\S+?)(-\d+)?\s+(\d+)\s+(.*)$`)
+var benchLine = lineOf("BenchmarkConnections")
+
+// lineOf matches the result lines of benchmark name: the sub-benchmark's
+// name (empty for none), -GOMAXPROCS, the iterations, the figures.
+func lineOf(name string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `(?:/(\S+?))?(-\d+)?\s+(\d+)\s+(.*)$`)
+}
 
 // Run runs the benchmark and parses what it reports.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Bench == "" {
-		cfg.Bench = "."
-	}
 	if cfg.Benchtime == "" {
 		cfg.Benchtime = "3s"
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if cfg.Benchmark == "" {
+		cfg.Benchmark = "BenchmarkConnections"
+		if cfg.Bench == "" {
+			cfg.Bench = "."
+		}
+	}
 	res := Result{Config: cfg}
-	args := []string{"test", "-run", "^$", "-count", "1", "-bench", "^BenchmarkConnections$/" + cfg.Bench,
-		"-benchtime", cfg.Benchtime, "./e2e/"}
+	benchLine := lineOf(cfg.Benchmark)
+	pattern := "^" + cfg.Benchmark + "$"
+	if cfg.Bench != "" {
+		pattern += "/" + cfg.Bench
+	}
+	args := []string{"test", "-run", "^$", "-count", "1", "-bench", pattern, "-benchtime", cfg.Benchtime, "./e2e/"}
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = cfg.Dir
 	var out bytes.Buffer
@@ -93,7 +110,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			cfg.Logf("connections: %s", line)
 			continue
 		}
-		if _, why, ok := strings.Cut(line, "bed_linux_test.go"); ok && strings.Contains(line, "needs") {
+		if _, why, ok := strings.Cut(line, "_linux_test.go"); ok && strings.Contains(line, "needs") {
 			skip = strings.TrimSpace(why)
 		}
 	}

@@ -25,4 +25,17 @@ func TestParse(t *testing.T) {
 	if benchLine.FindStringSubmatch("BenchmarkOther/x-2 1 2 ns/op") != nil {
 		t.Error("another benchmark's line was taken")
 	}
+	// A benchmark without sub-benchmarks.
+	line = "BenchmarkPreloadNginx-2   	    3000	        31.00 added-p50-µs	         1.008 conns/s-ratio"
+	m = lineOf("BenchmarkPreloadNginx").FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("%q not recognized", line)
+	}
+	if c, err = parse(m); err != nil {
+		t.Fatal(err)
+	}
+	want = Case{Name: "", Iterations: 3000, Metrics: map[string]float64{"added-p50-µs": 31, "conns/s-ratio": 1.008}}
+	if d := cmp.Diff(want, c); d != "" {
+		t.Errorf("parse (-want +got):\n%s", d)
+	}
 }

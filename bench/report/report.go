@@ -36,8 +36,11 @@ type Report struct {
 	Scale  *Scale
 	// The live path: BenchmarkConnections, the capture rate, idle cost.
 	Conns *connbench.Result
-	Rate  *caprate.Result
-	Idle  *idlecost.Result
+	// Preload is BenchmarkPreloadNginx: unmodified nginx with and without
+	// the preload library.
+	Preload *connbench.Result
+	Rate    *caprate.Result
+	Idle    *idlecost.Result
 	// Process is toad replay beside tshark as whole processes; Memory the
 	// peak memory of toad replay on a long capture.
 	Process *Process
@@ -227,7 +230,7 @@ func (r *Report) Goals() []Goal {
 		}
 		gs = append(gs, g)
 	}
-	return append(gs, r.liveGoals()...)
+	return append(append(gs, r.liveGoals()...), r.preloadGoals()...)
 }
 
 // hours writes a capture's span.
@@ -366,6 +369,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	r.writeConns(p)
 	r.writeRate(p)
 	r.writeIdle(p)
+	r.writePreload(p)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -86,6 +86,10 @@ func sample() *Report {
 			{Target: 320_000, Sent: 1_000_000, Took: 3200 * time.Millisecond, Entries: 1_000_000, CPU: 4 * time.Second, Sender: 2 * time.Second},
 		}},
 		Idle: &idlecost.Result{Duration: time.Minute, Settle: 5 * time.Second, CPU: 10 * time.Millisecond, Switches: 3, Threads: 8},
+		Preload: &connbench.Result{Config: connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: "3000x"}, Cases: []connbench.Case{
+			{Iterations: 3000, Metrics: map[string]float64{"kernel-conns/s": 3297, "preload-conns/s": 3226, "conns/s-ratio": 1.008,
+				"kernel-p50-µs": 2300, "preload-p50-µs": 2354, "added-p50-µs": 31, "fallback-fraction": 0}},
+		}},
 		Process: &Process{Rounds: 5, Startup: 4 * time.Millisecond, Results: []replaycmp.ProcessResult{
 			{Capture: &replaycmp.Capture{Packets: 80_000, Bytes: 23 << 20, Truth: replaycmp.Mappings{N: 874}},
 				Toad:    replaycmp.Run{Runs: 5, Wall: 18 * time.Millisecond, CPU: 20 * time.Millisecond, MaxRSS: 30 << 20, Output: 250 << 10},
@@ -171,6 +175,7 @@ func TestGoals(t *testing.T) {
 		"idle cost":                                    true,
 		"replay vs tshark, whole processes":            true,
 		"replay memory, many connections":              true,
+		"unmodified nginx with the preload library":    true,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {

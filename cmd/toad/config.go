@@ -94,6 +94,8 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback: the API reveals client addresses")
 	fs.StringVar(&cfg.HealthListen, "health-listen", cfg.HealthListen, "TCP `address` serving gRPC health alone, for probes; empty for none")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "TCP `address` serving HTTP /metrics, /healthz and /readyz; empty for none")
+	preloadGiven := false
+	preloadFlags(fs, &cfg.Config, &preloadGiven)
 
 	toaFlags(fs, &cfg.Trusted, &cfg.Dialects)
 	fs.DurationVar(&cfg.Linger, "linger", cfg.Linger, "how long a closing connection is still answered")
@@ -141,6 +143,7 @@ func parseServe(args, environ []string, help io.Writer) (serveConfig, error) {
 	if len(rest) > 0 {
 		return cfg, usagef("unexpected arguments %q (capture files go with --pcap FILE)", rest)
 	}
+	settlePreload(&cfg.Config, preloadGiven)
 	return cfg, cfg.validate()
 }
 

@@ -61,6 +61,7 @@ type config struct {
 
 	ConnsBench     string // -bench pattern below BenchmarkConnections
 	ConnsBenchtime string
+	PreloadConns   int // connections per run of BenchmarkPreloadNginx
 	RatePackets    int
 	RateSteps      int
 	IdleFor        time.Duration
@@ -72,7 +73,7 @@ type config struct {
 }
 
 // sections of the report, in order.
-var sections = []string{"replay", "kfilter", "table", "api", "scale", "process", "memory", "conns", "caprate", "idle"}
+var sections = []string{"replay", "kfilter", "table", "api", "scale", "process", "memory", "conns", "caprate", "idle", "preload"}
 
 func (c *config) defaults() {
 	full := config{
@@ -84,6 +85,7 @@ func (c *config) defaults() {
 		ScaleSizes: []int{10_000, 100_000, 1_000_000, 10_000_000}, ScaleData: 0.5, ScaleRounds: 3,
 		ConnsBench: ".", ConnsBenchtime: "3s", RatePackets: 1_000_000, RateSteps: 5, IdleFor: time.Minute,
 		ProcessConns: []int{920, 40_000}, ProcessRounds: 5, MemoryConns: 10_000_000,
+		PreloadConns: 3000,
 	}
 	if c.Quick {
 		full = config{
@@ -95,6 +97,7 @@ func (c *config) defaults() {
 			ScaleSizes: []int{1000, 10_000}, ScaleData: 0.5, ScaleRounds: 1,
 			ConnsBench: "(syn|notoa)/batch=1$", ConnsBenchtime: "100x", RatePackets: 20_000, RateSteps: 2, IdleFor: 5 * time.Second,
 			ProcessConns: []int{920}, ProcessRounds: 3, MemoryConns: 100_000,
+			PreloadConns: 100,
 		}
 	}
 	set := func(v *int, d int) {
@@ -143,6 +146,7 @@ func (c *config) defaults() {
 	if c.ConnsBenchtime == "" {
 		c.ConnsBenchtime = full.ConnsBenchtime
 	}
+	set(&c.PreloadConns, full.PreloadConns)
 	set(&c.RatePackets, full.RatePackets)
 	set(&c.RateSteps, full.RateSteps)
 	if c.IdleFor == 0 {
@@ -178,6 +182,7 @@ func main() {
 	fs.IntVar(&c.ScaleRounds, "scale-rounds", 0, "runs of each scaling size up to 1M, the median counting (default 3; quick 1)")
 	fs.StringVar(&c.ConnsBench, "conns-bench", "", "cases of BenchmarkConnections to run, a -bench pattern below it (default all; quick \"(syn|notoa)/batch=1$\")")
 	fs.StringVar(&c.ConnsBenchtime, "conns-benchtime", "", "go test -benchtime of BenchmarkConnections (default 3s; quick 100x)")
+	fs.IntVar(&c.PreloadConns, "preload-conns", 0, "connections per run of BenchmarkPreloadNginx, unmodified nginx with and without the preload library (default 3000; quick 100)")
 	fs.IntVar(&c.RatePackets, "rate-packets", 0, "segments per trial of the capture rate (default 1000000; quick 20000)")
 	fs.IntVar(&c.RateSteps, "rate-steps", 0, "paced trials searching for the highest rate without drops (default 5; quick 2)")
 	fs.DurationVar(&c.IdleFor, "idle", 0, "quiet period over which an idle toad's cost is measured (default 1m; quick 5s)")

@@ -170,6 +170,18 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
+	step("preload", func() error {
+		res, err := connbench.Run(ctx, connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: fmt.Sprintf("%dx", c.PreloadConns), Logf: logf})
+		if err != nil {
+			return err
+		}
+		r.Preload = &res
+		if privtest.InCI() && res.Skipped != "" {
+			return fmt.Errorf("running under CI and the benchmark was skipped: %s", res.Skipped)
+		}
+		return nil
+	})
+
 	step("caprate", func() error {
 		res, err := caprate.Run(ctx, caprate.Config{Packets: c.RatePackets, Steps: c.RateSteps, Logf: logf})
 		if err != nil {
