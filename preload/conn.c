@@ -32,6 +32,12 @@
  * allowed attempt. */
 static uint64_t next_try;
 
+/* late_hellos counts the HELLOs in a row that toad answered too late. */
+static unsigned late_hellos;
+#define LATE_HELLOS 3
+
+static const char *why(int err);
+
 /* breaker_allow says whether this thread may try to connect now. While
  * the breaker is open, one thread per interval wins the attempt. */
 static int breaker_allow(uint64_t now)
@@ -54,8 +60,20 @@ static void breaker_trip(uint64_t now, const char *why)
 
 static void breaker_reset(void)
 {
+	__atomic_store_n(&late_hellos, 0, __ATOMIC_RELAXED);
 	if (__atomic_exchange_n(&next_try, 0, __ATOMIC_ACQ_REL) != 0)
 		dbg("toad reachable again");
+}
+
+/* breaker_fail counts a HELLO that failed. A late one is the noise of a
+ * loaded machine as often as a hung toad: only LATE_HELLOS of them in a
+ * row open the breaker, where any other failure opens it at once. */
+static void breaker_fail(uint64_t now, int err)
+{
+	if (err == -ETIMEDOUT && __atomic_add_fetch(&late_hellos, 1, __ATOMIC_RELAXED) < LATE_HELLOS)
+		return;
+	__atomic_store_n(&late_hellos, 0, __ATOMIC_RELAXED);
+	breaker_trip(now, why(err));
 }
 
 /* toad_reachable says whether a lookup could be tried now: false while
@@ -397,7 +415,7 @@ static int conn_open(uint64_t now, uint64_t deadline)
 	if (r < 0) {
 		dbg("hello: %s", why(r));
 		conn_drop();
-		breaker_trip(now, why(r));
+		breaker_fail(now, r);
 		return r;
 	}
 	breaker_reset();
@@ -441,7 +459,9 @@ enum trust peer_trust(const struct endpoint *peer, uint64_t now)
 	int r = conn_ready(now, deadline);
 	if (r == 0 && (r = hello(deadline)) < 0) {
 		conn_drop();
-		breaker_trip(now, why(r));
+		breaker_fail(now, r);
+	} else if (r >= 0) {
+		__atomic_store_n(&late_hellos, 0, __ATOMIC_RELAXED);
 	}
 	return trust_now(peer);
 }

@@ -503,6 +503,48 @@ var scenarios = []scenario{
 		}
 	}},
 
+	{"toad too slow", func(t *testing.T, lc libc) {
+		// A toad that takes connections and never answers: one late
+		// HELLO is a loaded machine's noise and must not open the
+		// breaker; three in a row do.
+		path := socketPath(t)
+		const marker = 0xfeedface
+		markerSeen := make(chan struct{})
+		fake := serveFake(t, path, func(w *wire, h preload.Header, f *preload.Frame, _ *[]uint32) {
+			if h.Type == preload.TypeHello && preload.ParseHello(f).PID == marker {
+				close(markerSeen)
+			}
+		})
+		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=5ms", "TOAD_PRELOAD_RETRY=1h")
+		l, local := d.listen(4, "127.0.0.1")
+		const n = 20
+		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
+		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
+			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
+		}
+		d.exit()
+		// Connections are accepted in the order they were made: once a
+		// last one of ours is served, every one of the library's was.
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var f preload.Frame
+		(&preload.Hello{PID: marker}).Put(&f, 1)
+		if _, err := c.Write(f[:]); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-markerSeen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the fake toad never read the marker's HELLO")
+		}
+		if got := fake.conns.Load() - 1; got != 3 {
+			t.Errorf("the library connected %d times to a toad that never answers, want 3 (one late HELLO is retried, three open the breaker)", got)
+		}
+	}},
+
 	{"toad comes back", func(t *testing.T, lc libc) {
 		path := socketPath(t)
 		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1ms")...)
