@@ -112,13 +112,17 @@ var ErrFailing = errors.New("journal cannot write")
 // ErrClosed is returned by Flush after Close.
 var ErrClosed = errors.New("journal closed")
 
+// ErrInUse is returned by Open when another process has the directory.
+var ErrInUse = errors.New("state directory in use by another toad")
+
 // Journal keeps a table on disk; see the package documentation.
 type Journal struct {
-	dir string
-	t   *correlate.Table
-	cfg Config
-	log *slog.Logger
-	rec *correlate.Recorder
+	dir  string
+	lock *os.File // holds the directory's lock
+	t    *correlate.Table
+	cfg  Config
+	log  *slog.Logger
+	rec  *correlate.Recorder
 
 	flushReq  chan chan error
 	stop      chan struct{}
@@ -165,6 +169,16 @@ func Open(dir string, t *correlate.Table, cfg Config) (*Journal, Recovery, error
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, Recovery{}, fmt.Errorf("journal: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, Recovery{}, fmt.Errorf("journal: %w", err)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			lock.Close()
+		}
+	}()
 	removeTemps(dir)
 	start := time.Now()
 	im, rcv, err := recoverImage(dir)
@@ -183,6 +197,7 @@ func Open(dir string, t *correlate.Table, cfg Config) (*Journal, Recovery, error
 	}
 	j := &Journal{
 		dir:      dir,
+		lock:     lock,
 		t:        t,
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -202,6 +217,7 @@ func Open(dir string, t *correlate.Table, cfg Config) (*Journal, Recovery, error
 	// is in place the recovered generation stays, untouched.
 	j.compactNow()
 	go j.run()
+	opened = true
 	return j, rcv, nil
 }
 
@@ -227,6 +243,7 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
 		<-j.done
+		j.lock.Close()
 	})
 	return j.closeErr
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -438,4 +439,19 @@ func TestSync(t *testing.T) {
 	if st := j.Stats(); st.Groups < 4 || st.WriteErrors != 0 {
 		t.Errorf("stats %+v: want a group per Flush, no errors", st)
 	}
+}
+
+// TestOpenInUse: a second toad on the same directory is refused while
+// the first has it, and gets it once the first has closed.
+func TestOpenInUse(t *testing.T) {
+	dir := t.TempDir()
+	first, _ := open(t, dir, newTable(t, tableCfg), Config{})
+	_, _, err := Open(dir, newTable(t, tableCfg), Config{Now: noClock})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second Open: %v, want ErrInUse naming %s", err, dir)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dir, newTable(t, tableCfg), Config{})
 }
