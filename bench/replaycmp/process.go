@@ -47,7 +47,7 @@ type Tools struct {
 
 // BuildTools builds toad, as make build does, and spawnrss into dir. It
 // runs the go command in the module of the working directory: the
-// harness runs from the repository.
+// harness runs from bench/, the module that requires toad.
 func BuildTools(ctx context.Context, dir string) (Tools, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -55,10 +55,10 @@ func BuildTools(ctx context.Context, dir string) (Tools, error) {
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return Tools{}, errors.New("not in the toad module: run the harness from the repository")
+		return Tools{}, errors.New("not in a module: run the harness from the repository's bench directory")
 	}
 	t := Tools{Toad: filepath.Join(dir, "toad"), Spawner: filepath.Join(dir, "spawnrss")}
-	for _, b := range []struct{ bin, pkg string }{{t.Toad, "./cmd/toad"}, {t.Spawner, "./bench/cmd/spawnrss"}} {
+	for _, b := range []struct{ bin, pkg string }{{t.Toad, "github.com/toad-project/toad/cmd/toad"}, {t.Spawner, "github.com/toad-project/toad/bench/cmd/spawnrss"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.bin, b.pkg)
 		cmd.Dir = filepath.Dir(mod)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

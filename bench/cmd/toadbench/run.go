@@ -189,7 +189,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "toad")
-		if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/toad").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "github.com/toad-project/toad/cmd/toad").CombinedOutput(); err != nil {
 			return fmt.Errorf("build toad: %w\n%s", err, out)
 		}
 		res, err := idlecost.Run(ctx, idlecost.Config{Bin: bin, Duration: c.IdleFor, Logf: logf})
@@ -316,7 +316,7 @@ func command(c config) string {
 		}
 		args = append(args, c.args[i])
 	}
-	cmd := strings.TrimSpace("go run ./bench/cmd/toadbench " + strings.Join(args, " "))
+	cmd := strings.TrimSpace("go run ./cmd/toadbench " + strings.Join(args, " "))
 	if c.Label != "" {
 		return c.Label + "    # " + cmd
 	}
