@@ -189,7 +189,13 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "toad")
-		if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "github.com/toad-project/toad/cmd/toad").CombinedOutput(); err != nil {
+		root, err := replaycmp.ToadDir(ctx)
+		if err != nil {
+			return err
+		}
+		build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/toad")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("build toad: %w\n%s", err, out)
 		}
 		res, err := idlecost.Run(ctx, idlecost.Config{Bin: bin, Duration: c.IdleFor, Logf: logf})
