@@ -159,7 +159,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	})
 
 	step("conns", func() error {
-		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Logf: logf})
+		root, err := replaycmp.ToadDir(ctx) // the benchmark lives in toad's module, in e2e/
+		if err != nil {
+			return err
+		}
+		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Dir: root, Logf: logf})
 		if err != nil {
 			return err
 		}
