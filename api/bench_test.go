@@ -252,16 +252,5 @@ func BenchmarkStream(b *testing.B) {
 	ereq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: params}
 	compare(b, 1, 1, "events",
 		&side{name: "watch", units: n, call: watchCall},
-		&side{name: "echo", units: n, call: func() error {
-			st, err := echo.StreamingOutputCall(context.Background(), ereq)
-			if err != nil {
-				return err
-			}
-			for range n {
-				if _, err := st.Recv(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}})
+		&side{name: "echo", units: n, call: func() error { return grpcecho.Stream(context.Background(), echo, ereq, n) }})
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/toad-project/toad/api/client"
@@ -38,11 +36,7 @@ func TestServeLive(t *testing.T) {
 		c.Interface, c.Socket, c.Trusted, c.Drain = "veth-a", sock, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, 0
 	})
 
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialUnix(t, sock)
 	h, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health with the capture attached: %v, %v; want SERVING", h.GetStatus(), err)

@@ -406,16 +406,5 @@ func (b *bench) stream(ctx context.Context) (Result, error) {
 	}
 	ereq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: params}
 	return b.compare(ctx, Result{Case: "stream", Callers: 1, Unit: "events"}, n, watch,
-		func(ctx context.Context, _ int) error {
-			st, err := b.tester.StreamingOutputCall(ctx, ereq)
-			if err != nil {
-				return err
-			}
-			for range n {
-				if _, err := st.Recv(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		func(ctx context.Context, _ int) error { return grpcecho.Stream(ctx, b.tester, ereq, n) })
 }

@@ -55,3 +55,18 @@ func Sized(want int, mk func(n int) proto.Message) int {
 	}
 	return 0
 }
+
+// Stream makes one StreamingOutputCall of req and receives its n
+// responses.
+func Stream(ctx context.Context, c testgrpc.TestServiceClient, req *testgrpc.StreamingOutputCallRequest, n int) error {
+	st, err := c.StreamingOutputCall(ctx, req)
+	if err != nil {
+		return err
+	}
+	for range n {
+		if _, err := st.Recv(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -197,7 +196,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/toad")
+		build := exec.CommandContext(ctx, connbench.GoTool(), "build", "-o", bin, "./cmd/toad")
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("build toad: %w\n%s", err, out)
@@ -331,16 +330,4 @@ func command(c config) string {
 		return c.Label + "    # " + cmd
 	}
 	return cmd
-}
-
-// goTool returns the go command of the running toolchain, or the one on
-// PATH.
-func goTool() string {
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
 }
