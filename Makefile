@@ -22,12 +22,14 @@ deploy-check: build
 
 vet:
 	$(GO) vet $(PKGS)
+	cd bench && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
 
 # test also runs the correlate flood test without the race detector, under
 # which its 10M connections would take minutes (it skips itself there).
 test: vet
 	$(GO) test -race -shuffle=on -count=1 $(PKGS)
+	cd bench && $(GO) test -race -shuffle=on -count=1 ./...
 	$(GO) test -count=1 -run '^TestFlood$$' ./correlate
 
 # fuzz runs every fuzz target briefly; go test takes one target at a time.
@@ -40,18 +42,21 @@ fuzz:
 
 # bench measures toad beside the tools a user would pick instead and writes
 # bench/RESULTS.md and bench/scaling.svg (some ten minutes; BENCHFLAGS
-# resizes it: go run ./bench/cmd/toadbench -h). bench-quick is the same
+# resizes it: cd bench && go run ./cmd/toadbench -h). bench/ is a module of
+# its own, so that its tools (ristretto, plotting) stay out of the graph
+# of programs that import toad's packages. bench-quick is the same
 # harness at small sizes, a smoke run for CI that writes to bench/out/.
 # bench-go runs the Go benchmarks beside the code.
 BENCHFLAGS ?=
 bench:
-	$(GO) run ./bench/cmd/toadbench -label "make bench" -out bench $(BENCHFLAGS)
+	cd bench && $(GO) run ./cmd/toadbench -label "make bench" -out . $(BENCHFLAGS)
 
 bench-quick:
-	$(GO) run ./bench/cmd/toadbench -label "make bench-quick" -quick -out bench/out $(BENCHFLAGS)
+	cd bench && $(GO) run ./cmd/toadbench -label "make bench-quick" -quick -out out $(BENCHFLAGS)
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	cd bench && $(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # sample regenerates testdata/sample.pcapng and the replay outputs compared
 # with it and with the generated multi-hour captures.

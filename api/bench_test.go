@@ -18,8 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/toad-project/toad/api"
-	"github.com/toad-project/toad/bench/apicmp"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/cputime"
+	"github.com/toad-project/toad/internal/grpcecho"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -63,7 +64,7 @@ func startEcho(b *testing.B) testgrpc.TestServiceClient {
 		b.Fatal(err)
 	}
 	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, apicmp.Echo{})
+	testgrpc.RegisterTestServiceServer(s, grpcecho.Echo{})
 	go s.Serve(l)
 	b.Cleanup(s.Stop)
 	return testgrpc.NewTestServiceClient((&fixture{socket: path}).dial(b, transports[0]))
@@ -106,7 +107,7 @@ func compare(b *testing.B, callers, perWave int, unit string, sides ...*side) {
 	var wg sync.WaitGroup
 	for b.Loop() {
 		for _, s := range sides {
-			t, c := time.Now(), cpuTime()
+			t, c := time.Now(), cputime.Process()
 			if callers == 1 {
 				one(s, 0)
 			} else {
@@ -116,7 +117,7 @@ func compare(b *testing.B, callers, perWave int, unit string, sides ...*side) {
 				wg.Wait()
 			}
 			s.elapsed += time.Since(t)
-			s.cpu += cpuTime() - c
+			s.cpu += cputime.Process() - c
 		}
 	}
 	type result struct{ rate, p50, p99 float64 }
@@ -251,16 +252,5 @@ func BenchmarkStream(b *testing.B) {
 	ereq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: params}
 	compare(b, 1, 1, "events",
 		&side{name: "watch", units: n, call: watchCall},
-		&side{name: "echo", units: n, call: func() error {
-			st, err := echo.StreamingOutputCall(context.Background(), ereq)
-			if err != nil {
-				return err
-			}
-			for range n {
-				if _, err := st.Recv(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}})
+		&side{name: "echo", units: n, call: func() error { return grpcecho.Stream(context.Background(), echo, ereq, n) }})
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/toad-project/toad/correlate"
@@ -145,29 +146,25 @@ func journalStats(st journal.Stats) *toadv1.JournalStats {
 	}
 }
 
-func tableStats(st correlate.Stats) *toadv1.TableStats {
-	return &toadv1.TableStats{
-		Entries:         uint64(st.Entries),
-		EntriesIpv4:     uint64(st.EntriesIPv4),
-		EntriesIpv6:     uint64(st.EntriesIPv6),
-		Closing:         uint64(st.Closing),
-		ConnsWithToa:    uint64(st.ConnsWithTOA),
-		ConnsWithoutToa: uint64(st.ConnsWithoutTOA),
-		LookupsOk:       uint64(st.LookupsOK),
-		LookupsNotFound: uint64(st.LookupsNotFound),
-		LookupsTimedOut: uint64(st.LookupsTimedOut),
-		Conflicts:       uint64(st.Conflicts),
-		Untrusted:       uint64(st.Untrusted),
-		Evictions:       uint64(st.Evictions),
-		Expired:         uint64(st.Expired),
-		AllTrusted:      st.AllTrusted,
-		Capacity:        st.Capacity,
-		SynsWithoutToa:  st.SYNsWithoutTOA,
-		LookupsCanceled: st.LookupsCanceled,
-		MultipleToa:     st.MultipleTOA,
-		Reused:          st.Reused,
-		EvictionsOpen:   st.EvictionsOpen,
-		IdleExpired:     st.IdleExpired,
-		LookupsStale:    st.LookupsStale,
+// tableStatsFields are the TableStats fields of correlate.Counters, in
+// its order; a test checks that every counter has its field and every
+// field its counter.
+var tableStatsFields = func() []protoreflect.FieldDescriptor {
+	fields := (&toadv1.TableStats{}).ProtoReflect().Descriptor().Fields()
+	fds := make([]protoreflect.FieldDescriptor, len(correlate.Counters))
+	for i, c := range correlate.Counters {
+		fds[i] = fields.ByName(protoreflect.Name(c.Name)) // nil: the test says which
 	}
+	return fds
+}()
+
+func tableStats(st correlate.Stats) *toadv1.TableStats {
+	ts := &toadv1.TableStats{AllTrusted: st.AllTrusted}
+	m := ts.ProtoReflect()
+	for i, c := range correlate.Counters {
+		if fd := tableStatsFields[i]; fd != nil {
+			m.Set(fd, protoreflect.ValueOfUint64(c.Value(&st)))
+		}
+	}
+	return ts
 }

@@ -224,21 +224,7 @@ func openIn(t *testing.T, ns *netnstest.NS, cfg Config, sink Sink) *Capture {
 
 func sendIn(t *testing.T, ns *netnstest.NS, iface string, dst net.HardwareAddr, packets [][]byte) {
 	t.Helper()
-	err := ns.Do(func() error {
-		return inject.OnOneCPU(func() error {
-			s, err := inject.New(iface, dst)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			for i, p := range packets {
-				if err := s.Send(p); err != nil {
-					return fmt.Errorf("send packet %d: %w", i, err)
-				}
-			}
-			return nil
-		})
-	})
+	err := ns.Do(func() error { return inject.Burst(iface, dst, packets, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -237,17 +237,17 @@ func firstPacketTime(b []byte) (first time.Time, empty bool) {
 		}
 		r = bufio.NewReaderSize(zr, peekLen)
 	}
-	br := bufio.NewReader(r)
+	br := bufio.NewReaderSize(r, pcapRecordLen+MaxRecordLen) // a whole record, as pcapStream needs
 	magic, err := br.Peek(4)
 	if err != nil {
 		return time.Time{}, false
 	}
 	var src interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+		ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 	}
 	switch binary.BigEndian.Uint32(magic) {
 	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
-		pr, err := pcapgo.NewReader(br)
+		pr, err := newPCAPStream(br)
 		if err != nil {
 			return time.Time{}, false
 		}
@@ -261,9 +261,9 @@ func firstPacketTime(b []byte) (first time.Time, empty bool) {
 	default:
 		return time.Time{}, false
 	}
-	_, ci, err := src.ReadPacketData()
+	_, ci, err := src.ZeroCopyReadPacketData()
 	if err != nil {
-		return time.Time{}, err == io.EOF // pcapgo's own EOF: the capture ends cleanly
+		return time.Time{}, err == io.EOF // the readers' own EOF: the capture ends cleanly
 	}
 	return ci.Timestamp, false
 }

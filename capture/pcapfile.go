@@ -17,6 +17,12 @@ import (
 	"github.com/toad-project/toad/decode"
 )
 
+// Classic pcap files are read here, not by pcapgo: in place, from a
+// mapping of the file or a bufio.Reader's buffer, with no copy and no
+// allocation per packet, which replay's speed rests on (BenchmarkReplay
+// and BenchmarkReplayPCAPNG measure the two paths). pcapng, whose blocks come in many kinds and options, is
+// left to pcapgo's NgReader (files.go): one reader for each format, never
+// two.
 const (
 	// pcapHeaderLen is the length of a pcap file header, pcapRecordLen
 	// that of a record header.

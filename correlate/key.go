@@ -43,12 +43,14 @@ func (p *pkey) set(peer, local netip.AddrPort) {
 	p.k4 = key4{peer: be32(pa.As4()), local: be32(la.As4()), pport: peer.Port(), lport: local.Port()}
 }
 
-// setKey packs *k into p, first making it canonical (see KeyOf).
+// setKey packs *k into p and makes *k canonical (see KeyOf). Packing is
+// the one canonicalisation: a key that is not two plain IPv4 addresses is
+// read back from p rather than canonicalised a second time.
 func (p *pkey) setKey(k *Key) {
-	if !k.Peer.Addr().Is4() || !k.Local.Addr().Is4() {
-		*k = KeyOf(k.Peer, k.Local)
-	}
 	p.set(k.Peer, k.Local)
+	if !k.Peer.Addr().Is4() || !k.Local.Addr().Is4() {
+		*k = p.unpack()
+	}
 }
 
 func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }

@@ -1,6 +1,7 @@
 package correlate_test
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -366,5 +367,37 @@ func TestDecodedFrames(t *testing.T) {
 	}
 	if got := netip.AddrPortFrom(e.Client.Addr, e.Client.Port); got != client || e.SynSeq != 7000 || !e.SynSeqInferred {
 		t.Errorf("got client %v, SynSeq %d inferred %v; want %v, 7000 inferred", got, e.SynSeq, e.SynSeqInferred, client)
+	}
+}
+
+// TestLookupCanonicalKey: a lookup finds an entry whatever form its key
+// takes (IPv4-mapped, with an IPv6 zone), and answers with the canonical
+// key.
+func TestLookupCanonicalKey(t *testing.T) {
+	tab, err := correlate.New(correlate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	c := toa.Client{Dialect: toa.Kind200V4, Addr: netip.MustParseAddr("203.0.113.7"), Port: 1, HasPort: true}
+	for _, k := range []correlate.Key{
+		correlate.KeyOf(netip.MustParseAddrPort("198.51.100.7:40000"), netip.MustParseAddrPort("192.0.2.20:443")),
+		correlate.KeyOf(netip.MustParseAddrPort("[2001:db8::7]:40000"), netip.MustParseAddrPort("[2001:db8::10]:443")),
+	} {
+		r := decode.Record{Time: t0, Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 1, TOA: c, TOACount: 1}
+		tab.Observe(&r)
+	}
+	for _, tt := range []struct{ peer, local, want string }{
+		{"[::ffff:198.51.100.7]:40000", "[::ffff:192.0.2.20]:443", "198.51.100.7:40000"},
+		{"[2001:db8::7%eth0]:40000", "[2001:db8::10]:443", "[2001:db8::7]:40000"},
+	} {
+		k := correlate.Key{Peer: netip.MustParseAddrPort(tt.peer), Local: netip.MustParseAddrPort(tt.local)}
+		e, err := tab.Lookup(context.Background(), k, 0)
+		if err != nil || e.Key.Peer.String() != tt.want || e.Key.Local.Addr().Zone() != "" {
+			t.Errorf("Lookup(%s > %s) = %+v, %v; want the entry of %s", tt.peer, tt.local, e.Key, err, tt.want)
+		}
+		if g, ok := tab.Get(k); !ok || g.Key != e.Key {
+			t.Errorf("Get(%s > %s) = %+v, %v; want %+v", tt.peer, tt.local, g.Key, ok, e.Key)
+		}
 	}
 }

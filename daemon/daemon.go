@@ -25,6 +25,7 @@ import (
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/counter"
 	"github.com/toad-project/toad/internal/metrics"
 	"github.com/toad-project/toad/replay"
 )
@@ -512,11 +513,11 @@ func (l *live) close() error          { return l.c.Close() }
 
 // captureCounters are the capture's counters as GetStats reports them.
 func captureCounters(st *capture.Stats) map[string]uint64 {
-	return map[string]uint64{
-		"capture_packets":        st.Packets,
-		"capture_records":        st.Records,
-		"capture_rejected":       st.Rejected(),
-		"capture_kernel_packets": st.KernelPackets,
-		"capture_drops":          st.Drops,
+	m := make(map[string]uint64, len(capture.Counters)+len(capture.LiveCounters))
+	for _, list := range [][]counter.Desc[capture.Stats]{capture.Counters, capture.LiveCounters} {
+		for _, c := range list {
+			m[c.Name] = c.Value(st)
+		}
 	}
+	return m
 }

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -32,11 +30,7 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 	serving(t, func(c *Config) {
 		c.Pcaps, c.Socket, c.MaxWait, c.Trusted, c.Drain = []string{capFile}, sock, time.Hour, trusted, 0
 	})
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialUnix(t, sock)
 	svc := toadv1.NewLookupServiceClient(cc)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

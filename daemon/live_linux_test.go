@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/toad-project/toad/api/client"
@@ -19,13 +17,16 @@ import (
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
 
 // TestServeLive runs toad serve on a live capture in a network namespace:
 // health turns SERVING once the capture is attached, and a SYN carrying a
-// TOA sent across a veth pair answers a lookup over the unix socket that
-// waits for it.
+// TOA sent across a veth pair reaches a Watch stream and answers a lookup
+// over the unix socket. (A lookup made before the SYN was captured is
+// NOT_FOUND at once: lookups wait for the capture to catch up with their
+// call, not for segments sent after it.)
 func TestServeLive(t *testing.T) {
 	privtest.Require(t, "ip")
 	a, b := netnstest.New(t, "serve"), netnstest.New(t, "serve")
@@ -38,11 +39,7 @@ func TestServeLive(t *testing.T) {
 		c.Interface, c.Socket, c.Trusted, c.Drain = "veth-a", sock, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, 0
 	})
 
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialUnix(t, sock)
 	h, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health with the capture attached: %v, %v; want SERVING", h.GetStatus(), err)
@@ -55,27 +52,32 @@ func TestServeLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	type result struct {
-		conn client.Connection
-		err  error
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})
+	if err == nil {
+		_, err = w.Header() // subscribed
 	}
-	done := make(chan result, 1)
-	go func() {
-		got, err := c.Lookup(context.Background(), peer, local)
-		done <- result{got, err}
-	}()
+	if err != nil {
+		t.Fatal(err)
+	}
 	syn := &craft.Segment{Src: peer, Dst: local, Flags: decode.SYN, Seq: 1000,
 		Options: craft.Opts(craft.MSS(1460), craft.TOA(toa.Kind200V4, real))}
 	if err := b.SendFrames("veth-b", craft.Frame(craft.Framing{Link: decode.LinkEthernet}, syn)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r := <-done:
-		if r.err != nil || r.conn.Client != real || r.conn.Dialect != toa.Kind200V4 {
-			t.Errorf("Lookup(%v, %v) = %+v, %v; want client %v, dialect 200/8", peer, local, r.conn, r.err, real)
+	for {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatalf("waiting for the SYN's event: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the lookup did not return")
+		if ev.GetConnection().GetPeer() == peer.String() {
+			break
+		}
+	}
+	got, err := c.Lookup(ctx, peer, local)
+	if err != nil || got.Client != real || got.Dialect != toa.Kind200V4 {
+		t.Errorf("Lookup(%v, %v) = %+v, %v; want client %v, dialect 200/8", peer, local, got, err, real)
 	}
 }
 

@@ -73,6 +73,18 @@ func parseTextLog(line string) map[string]string {
 	return m
 }
 
+// dialUnix returns a gRPC client connection to the unix socket sock,
+// closed when the test ends.
+func dialUnix(t *testing.T, sock string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
 // running is a daemon running in the test.
 type running struct {
 	api, health, metrics string // TCP addresses, "" when not served
@@ -219,11 +231,7 @@ func TestServePcap(t *testing.T) {
 		t.Errorf("%d resolved, %d unknown: the sample should have both", resolved, unknown)
 	}
 
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialUnix(t, sock)
 	h, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "toad.v1.LookupService"})
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health: %v, %v; want SERVING once the capture is loaded", h.GetStatus(), err)
@@ -398,15 +406,11 @@ func TestServeNoTCPByDefault(t *testing.T) {
 func TestServeMaxWaitZero(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "toad.sock")
 	serving(t, func(c *Config) { c.Pcaps, c.Socket, c.MaxWait, c.Drain = []string{samplePath}, sock, 0, 0 })
-	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialUnix(t, sock)
 	svc := toadv1.NewLookupServiceClient(cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.99:1", Local: "192.0.2.20:8080", Wait: durationpb.New(3 * time.Second)})
+	_, err := svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.99:1", Local: "192.0.2.20:8080", Wait: durationpb.New(3 * time.Second)})
 	if status.Code(err) != codes.NotFound || strings.Contains(status.Convert(err).Message(), "waited") {
 		t.Errorf("Lookup asking to wait 3s with --max-wait 0: %v; want NotFound, without waiting", err)
 	}

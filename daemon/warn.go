@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/toad-project/toad/capture"
@@ -22,19 +23,22 @@ type counterWarning struct {
 	read func(*correlate.Stats, *capture.Stats) uint64
 }
 
-// counterWarnings are the problems the hot paths count and do not log.
-var counterWarnings = []counterWarning{
-	{"dropped", "the kernel dropped packets because a capture ring was full: raise --ring-size or --readers",
-		func(_ *correlate.Stats, c *capture.Stats) uint64 { return c.Drops }},
-	{"segments", "ignored TOAs from peers outside --trusted-proxies: a client may be forging its address, or a proxy range is missing",
-		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.Untrusted }},
-	{"segments", "ignored TOAs that differed from their connection's first one",
-		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.Conflicts }},
-	{"segments", "segments carried several TOAs: the first was believed, and a client may have added its own",
-		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.MultipleTOA }},
-	{"evicted", "the table was full and evicted open connections, which lookups no longer resolve: raise --capacity",
-		func(t *correlate.Stats, _ *capture.Stats) uint64 { return t.EvictionsOpen }},
-}
+// counterWarnings are the problems the hot paths count and do not log:
+// the counters whose description says to warn, the capture's first.
+var counterWarnings = func() []counterWarning {
+	var ws []counterWarning
+	for _, c := range slices.Concat(capture.Counters, capture.LiveCounters) {
+		if c.Warn != "" {
+			ws = append(ws, counterWarning{c.WarnAttr, c.Warn, func(_ *correlate.Stats, s *capture.Stats) uint64 { return c.Value(s) }})
+		}
+	}
+	for _, c := range correlate.Counters {
+		if c.Warn != "" {
+			ws = append(ws, counterWarning{c.WarnAttr, c.Warn, func(t *correlate.Stats, _ *capture.Stats) uint64 { return c.Value(t) }})
+		}
+	}
+	return ws
+}()
 
 // warner logs a warning when a watched counter grows: the first time at
 // once, then at most once per interval for each counter, saying how much

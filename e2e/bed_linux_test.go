@@ -28,15 +28,10 @@ import (
 
 // The testbed's documentation addresses.
 var (
-	vip4       = netip.MustParseAddrPort("198.51.100.1:80")
-	vip6       = netip.MustParseAddrPort("[2001:db8:100::1]:80")
-	proxyAddr4 = netip.MustParseAddr("198.51.100.10")
-	proxyAddr6 = netip.MustParseAddr("2001:db8:100::10")
-	origin4    = netip.MustParseAddrPort("192.0.2.20:8080")
-	origin6    = netip.MustParseAddrPort("[2001:db8:2::20]:8080")
-	// trusted are the proxy's origin-side ranges: toad believes TOAs from
-	// them alone.
-	trusted = "198.51.100.0/24,2001:db8:100::/64"
+	vip4, vip6             = testbed.VIP4, testbed.VIP6
+	proxyAddr4, proxyAddr6 = testbed.ProxyAddr4, testbed.ProxyAddr6
+	origin4, origin6       = testbed.Origin4, testbed.Origin6
+	trusted                = testbed.Trusted
 
 	attacker4 = netip.MustParseAddr("203.0.113.194")
 	// The attacker runs a FULLNAT proxy of its own: clients in its
@@ -128,21 +123,11 @@ func newBed(t testing.TB) *bed {
 			fmt.Sprintf("addr add %v/26 dev %s", gw4, dev),
 			fmt.Sprintf("addr add %v/64 dev %s nodad", gw6, dev))
 	}
-	netnstest.Veth(t, b.proxy, "org0", b.origin, "eth0")
+	testbed.LinkOrigin(t, b.proxy, b.origin, "route add 203.0.113.192/26 via 192.0.2.1")
 	netnstest.Veth(t, b.attack, "eth0", b.proxy, "atk0")
 	b.proxy.IP(t, append(proxyCmds,
-		"addr add 192.0.2.1/24 dev org0",
-		"addr add 2001:db8:2::1/64 dev org0 nodad",
 		"addr add 203.0.113.193/26 dev atk0",
 		fmt.Sprintf("route add %v/32 via %v", attackerProxy, attacker4))...)
-	b.proxy.Sysctl(t, "net.ipv4.ip_forward", "1")
-	b.proxy.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
-	b.origin.IP(t,
-		"addr add 192.0.2.20/24 dev eth0",
-		"addr add 2001:db8:2::20/64 dev eth0 nodad",
-		"route add 198.51.100.0/24 via 192.0.2.1",
-		"route add 2001:db8:100::/64 via 2001:db8:2::1",
-		"route add 203.0.113.192/26 via 192.0.2.1")
 	// The attacker claims to be client0, on its own loopback.
 	victim, _ := clientAddrs(0)
 	b.attack.IP(t,

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/api/client"
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/testbed"
 	"github.com/toad-project/toad/toa"

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/toad-project/toad/bench/apicmp"
+	"github.com/toad-project/toad/internal/grpcecho"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
@@ -47,7 +47,7 @@ func serveEcho(path string) error {
 		return err
 	}
 	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, apicmp.Echo{})
+	testgrpc.RegisterTestServiceServer(srv, grpcecho.Echo{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	go func() {
@@ -83,7 +83,7 @@ func startEcho(t testing.TB, b *bed) *echoClient {
 		Peer: k.Peer, Local: k.Local, Client: "203.0.113.2:45648", ClientIp: "203.0.113.2", ClientPort: 45648, Dialect: "254/8",
 		FirstSeen: timestamppb.Now(), State: toadv1.ConnectionState_CONNECTION_STATE_OPEN,
 	}}
-	return &echoClient{proc: proc, svc: testgrpc.NewTestServiceClient(cc), req: apicmp.EchoRequest(&k, resp)}
+	return &echoClient{proc: proc, svc: testgrpc.NewTestServiceClient(cc), req: grpcecho.Request(&k, resp)}
 }
 
 func (e *echoClient) call() error {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 )
 
 // nginxRun is one measured run of nginx: connections per second and the

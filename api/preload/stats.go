@@ -1,6 +1,10 @@
 package preload
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/toad-project/toad/internal/counter"
+)
 
 // Stats are a Server's counters: its own, and the outcomes the libraries
 // reported. Counters describes each one for the views that export them.
@@ -92,19 +96,7 @@ func (s *Server) Stats() Stats {
 
 // Counter describes one of Stats' fields for the views that export it
 // (metrics, GetStats, toactl), so that each is declared once.
-type Counter struct {
-	// Name is the counter's name in snake case, without the toad_ prefix
-	// or a _total suffix: "preload_getname_toa_ok".
-	Name string
-	Help string
-	// ToaStats is the /proc/net/toa_stats name the counter stands for,
-	// when there is one.
-	ToaStats string
-	// Gauge is true for a value that goes down as well as up.
-	Gauge bool
-	// Value reads the counter from a Stats.
-	Value func(*Stats) uint64
-}
+type Counter = counter.Desc[Stats]
 
 // Counters lists every field of Stats, in the order of the struct.
 var Counters = []Counter{

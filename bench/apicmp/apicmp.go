@@ -21,6 +21,8 @@ import (
 	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/cputime"
+	"github.com/toad-project/toad/internal/grpcecho"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -193,7 +195,7 @@ func start(dir string, cfg Config) (b *bench, err error) {
 	}
 	b.serve(func() error { return b.srv.Serve(tl) })
 	b.echo = grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(b.echo, Echo{})
+	testgrpc.RegisterTestServiceServer(b.echo, grpcecho.Echo{})
 	el, err := net.Listen("unix", filepath.Join(dir, "echo.sock"))
 	if err != nil {
 		return b, err
@@ -235,53 +237,6 @@ func (b *bench) close() {
 	}
 }
 
-// Echo is grpc.testing's TestService, answering with payloads of the sizes
-// asked for: the bare gRPC baseline toad's API is measured against, here and
-// in api's own benchmarks.
-type Echo struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (Echo) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, req.GetResponseSize())}}, nil
-}
-
-func (Echo) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, s testgrpc.TestService_StreamingOutputCallServer) error {
-	for _, p := range req.GetResponseParameters() {
-		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// EchoRequest returns an echo request of the size of req asking for a
-// response of the size of resp: the same bytes on the wire, none of the
-// work.
-func EchoRequest(req, resp proto.Message) *testgrpc.SimpleRequest {
-	size := int32(sized(proto.Size(resp), func(n int) proto.Message {
-		return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, n)}}
-	}))
-	body := sized(proto.Size(req), func(n int) proto.Message {
-		return &testgrpc.SimpleRequest{ResponseSize: size, Payload: &testgrpc.Payload{Body: make([]byte, n)}}
-	})
-	return &testgrpc.SimpleRequest{ResponseSize: size, Payload: &testgrpc.Payload{Body: make([]byte, body)}}
-}
-
-// sized returns the payload length n for which mk(n) encodes to want
-// bytes, or the nearest below.
-func sized(want int, mk func(n int) proto.Message) int {
-	n := want
-	for n > 0 {
-		got := proto.Size(mk(n))
-		if got <= want {
-			return n
-		}
-		n -= got - want
-	}
-	return 0
-}
-
 // call is one side's call; i counts the caller's calls.
 type call func(ctx context.Context, i int) error
 
@@ -290,7 +245,7 @@ type call func(ctx context.Context, i int) error
 func phase(ctx context.Context, d time.Duration, callers int, fn call) ([]time.Duration, time.Duration, time.Duration, error) {
 	lat := make([][]time.Duration, callers)
 	errs := make([]error, callers)
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := cputime.Process(), time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for c := range callers {
@@ -309,7 +264,7 @@ func phase(ctx context.Context, d time.Duration, callers int, fn call) ([]time.D
 		})
 	}
 	wg.Wait()
-	took, cpu := time.Since(start), cpuTime()-cpu0
+	took, cpu := time.Since(start), cputime.Process()-cpu0
 	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
 		return nil, 0, 0, err
 	}
@@ -370,7 +325,7 @@ func (b *bench) unary(ctx context.Context, callers int) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("unary: %w", err)
 	}
-	ereq := EchoRequest(req, resp)
+	ereq := grpcecho.Request(req, resp)
 	return b.compare(ctx, Result{Case: "unary", Callers: callers, Unit: "calls"}, 1,
 		func(ctx context.Context, i int) error {
 			k := b.keys[i%len(b.keys)]
@@ -394,7 +349,7 @@ func (b *bench) batch(ctx context.Context, callers int) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("batch: %w", err)
 	}
-	ereq := EchoRequest(reqs[0], resp)
+	ereq := grpcecho.Request(reqs[0], resp)
 	return b.compare(ctx, Result{Case: "batch", Callers: callers, Unit: "lookups"}, n,
 		func(ctx context.Context, i int) error {
 			resp, err := b.lookup.BatchLookup(ctx, reqs[i%len(reqs)])
@@ -442,7 +397,7 @@ func (b *bench) stream(ctx context.Context) (Result, error) {
 	if err := watch(ctx, 0); err != nil {
 		return Result{}, fmt.Errorf("stream: %w", err)
 	}
-	body := sized(size, func(n int) proto.Message {
+	body := grpcecho.Sized(size, func(n int) proto.Message {
 		return &testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, n)}}
 	})
 	params := make([]*testgrpc.ResponseParameters, n)
@@ -451,16 +406,5 @@ func (b *bench) stream(ctx context.Context) (Result, error) {
 	}
 	ereq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: params}
 	return b.compare(ctx, Result{Case: "stream", Callers: 1, Unit: "events"}, n, watch,
-		func(ctx context.Context, _ int) error {
-			st, err := b.tester.StreamingOutputCall(ctx, ereq)
-			if err != nil {
-				return err
-			}
-			for range n {
-				if _, err := st.Recv(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		func(ctx context.Context, _ int) error { return grpcecho.Stream(ctx, b.tester, ereq, n) })
 }

@@ -8,6 +8,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/toad-project/toad/internal/grpcecho"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
 
@@ -56,7 +57,7 @@ func TestEchoRequest(t *testing.T) {
 	for i := range resp.Results {
 		resp.Results[i] = &toadv1.BatchLookupResult{Found: true, Connection: &toadv1.Connection{Client: "203.0.113.7:51234", ClientIp: "203.0.113.7", ClientPort: 51234, Dialect: "200/8"}}
 	}
-	ereq := EchoRequest(req, resp)
+	ereq := grpcecho.Request(req, resp)
 	eresp := &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, ereq.GetResponseSize())}}
 	if got, want := proto.Size(ereq), proto.Size(req); got != want {
 		t.Errorf("echo request: %d bytes, toad's %d", got, want)

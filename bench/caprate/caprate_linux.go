@@ -213,14 +213,7 @@ func (l *link) trial(ctx context.Context, cfg Config, packets [][]byte, rate flo
 // send writes the IP packets to iface, paced to rate packets per second
 // unless rate is 0, from the calling thread kept on one CPU.
 func send(iface string, packets [][]byte, rate float64) error {
-	return inject.OnOneCPU(func() error {
-		s, err := inject.New(iface, macServer)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		return s.SendAll(packets, rate)
-	})
+	return inject.Burst(iface, macServer, packets, rate)
 }
 
 func rusage(who int) time.Duration {

@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		pattern += "/" + cfg.Bench
 	}
 	args := []string{"test", "-run", "^$", "-count", "1", "-bench", pattern, "-benchtime", cfg.Benchtime, "./e2e/"}
-	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd := exec.CommandContext(ctx, GoTool(), args...)
 	cmd.Dir = cfg.Dir
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -155,9 +155,9 @@ func tail(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-// goTool returns the go command of the running toolchain, or the one on
+// GoTool returns the go command of the running toolchain, or the one on
 // PATH.
-func goTool() string {
+func GoTool() string {
 	if root := runtime.GOROOT(); root != "" {
 		p := filepath.Join(root, "bin", "go")
 		if _, err := os.Stat(p); err == nil {

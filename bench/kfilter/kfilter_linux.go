@@ -212,14 +212,5 @@ func predict(f capture.Filter, in [][]byte) (int, error) {
 // send writes IP packets to iface in ns with a cooked packet socket, as if
 // they came from the wire, in order: from one thread kept on one CPU.
 func send(ns *netnstest.NS, iface string, dst net.HardwareAddr, packets [][]byte) error {
-	return ns.Do(func() error {
-		return inject.OnOneCPU(func() error {
-			s, err := inject.New(iface, dst)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			return s.SendAll(packets, 0)
-		})
-	})
+	return ns.Do(func() error { return inject.Burst(iface, dst, packets, 0) })
 }

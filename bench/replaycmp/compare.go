@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"slices"
 	"time"
+
+	"github.com/toad-project/toad/internal/cputime"
 )
 
 // Config says how many times each tool replays the capture.
@@ -201,9 +203,9 @@ func measure(ctx context.Context, c *Capture, r run) (sample, int, Mappings, err
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := cputime.Process(), time.Now()
 	packets, found, err := r(ctx, c)
-	wall, cpu := time.Since(start), cpuTime()-cpu0
+	wall, cpu := time.Since(start), cputime.Process()-cpu0
 	runtime.ReadMemStats(&m1)
 	if err != nil {
 		return sample{}, 0, Mappings{}, err

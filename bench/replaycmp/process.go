@@ -46,8 +46,8 @@ type Tools struct {
 }
 
 // BuildTools builds toad, as make build does, and spawnrss into dir. It
-// runs the go command in the module of the working directory: the
-// harness runs from the repository.
+// runs the go command from the harness's module, bench/, which finds
+// toad's own through its replace directive.
 func BuildTools(ctx context.Context, dir string) (Tools, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -55,18 +55,33 @@ func BuildTools(ctx context.Context, dir string) (Tools, error) {
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return Tools{}, errors.New("not in the toad module: run the harness from the repository")
+		return Tools{}, errors.New("not in a module: run the harness from the repository's bench directory")
+	}
+	root, err := ToadDir(ctx)
+	if err != nil {
+		return Tools{}, err
 	}
 	t := Tools{Toad: filepath.Join(dir, "toad"), Spawner: filepath.Join(dir, "spawnrss")}
-	for _, b := range []struct{ bin, pkg string }{{t.Toad, "./cmd/toad"}, {t.Spawner, "./bench/cmd/spawnrss"}} {
+	for _, b := range []struct{ bin, dir, pkg string }{{t.Toad, root, "./cmd/toad"}, {t.Spawner, filepath.Dir(mod), "./cmd/spawnrss"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.bin, b.pkg)
-		cmd.Dir = filepath.Dir(mod)
+		cmd.Dir = b.dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return Tools{}, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
 		}
 	}
 	return t, nil
+}
+
+// ToadDir returns the directory of toad's module, which the harness's
+// module replaces with its parent: toad's commands build there, with
+// toad's own go.sum.
+func ToadDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/toad-project/toad").Output()
+	if err != nil {
+		return "", fmt.Errorf("find toad's module: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // ProcessConfig says how CompareProcesses runs the tools.

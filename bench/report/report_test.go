@@ -39,7 +39,7 @@ func sample() *Report {
 	ts.Runs, ts.MaxRSS = 1, 160<<20
 	r := &Report{
 		Date:    time.Date(2026, 11, 21, 14, 0, 0, 0, time.UTC),
-		Command: "make bench    # go run ./bench/cmd/toadbench -out bench",
+		Command: "make bench    # go run ./cmd/toadbench -out .",
 		Took:    9 * time.Minute,
 		Machine: Machine{CPU: "AMD EPYC", Cores: 2, Memory: 24 << 30, Go: "go1.26.8", OS: "linux/amd64", Kernel: "6.18.44", Load: "0.50 0.60 0.70"},
 		LoadEnd: "1.50 1.60 1.70",
@@ -126,7 +126,7 @@ func persisting(c connbench.Case, bytes float64) connbench.Case {
 }
 
 // TestWriteMarkdown compares the report of sample with the golden file;
-// go test ./bench/report -run TestWriteMarkdown -update rewrites it.
+// (cd bench && go test ./report -run TestWriteMarkdown -update) rewrites it.
 func TestWriteMarkdown(t *testing.T) {
 	var b bytes.Buffer
 	if err := sample().WriteMarkdown(&b); err != nil {

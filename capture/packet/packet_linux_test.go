@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -124,19 +123,7 @@ func (l *link) open(t testing.TB, cfg Config, prog []bpf.Instruction) *Conn {
 // sendAll writes IPv4 packets to veth-s, in order, from one thread.
 func (l *link) sendAll(t testing.TB, packets [][]byte) {
 	t.Helper()
-	err := l.send.Do(func() error {
-		s, err := inject.New("veth-s", macB)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		for i, p := range packets {
-			if err := s.Send(p); err != nil {
-				return fmt.Errorf("packet %d: %w", i, err)
-			}
-		}
-		return nil
-	})
+	err := l.send.Do(func() error { return inject.Burst("veth-s", macB, packets, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/correlate"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
 
@@ -152,17 +154,16 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 		return callError(err, cfg.Addr)
 	}
 	t := resp.GetTable()
-	table := []struct {
+	type field struct {
 		name string
 		v    uint64
-	}{
-		{"capacity", t.GetCapacity()}, {"entries", t.GetEntries()}, {"entries_ipv4", t.GetEntriesIpv4()},
-		{"entries_ipv6", t.GetEntriesIpv6()}, {"closing", t.GetClosing()},
-		{"conns_with_toa", t.GetConnsWithToa()}, {"conns_without_toa", t.GetConnsWithoutToa()}, {"syns_without_toa", t.GetSynsWithoutToa()},
-		{"lookups_ok", t.GetLookupsOk()}, {"lookups_not_found", t.GetLookupsNotFound()},
-		{"lookups_timed_out", t.GetLookupsTimedOut()}, {"lookups_stale", t.GetLookupsStale()}, {"lookups_canceled", t.GetLookupsCanceled()},
-		{"conflicts", t.GetConflicts()}, {"multiple_toa", t.GetMultipleToa()}, {"untrusted", t.GetUntrusted()}, {"reused", t.GetReused()},
-		{"evictions", t.GetEvictions()}, {"evictions_open", t.GetEvictionsOpen()}, {"expired", t.GetExpired()}, {"idle_expired", t.GetIdleExpired()},
+	}
+	m := t.ProtoReflect()
+	table := make([]field, 0, len(correlate.Counters))
+	for _, c := range correlate.Counters {
+		if fd := m.Descriptor().Fields().ByName(protoreflect.Name(c.Name)); fd != nil {
+			table = append(table, field{c.Name, m.Get(fd).Uint()})
+		}
 	}
 	j := resp.GetJournal()
 	journal := []struct {

@@ -28,7 +28,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/toa"
 )
 

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/toa"
 )
 

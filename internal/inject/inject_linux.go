@@ -137,3 +137,18 @@ func htons(v uint16) uint16 {
 	binary.BigEndian.PutUint16(b[:], v)
 	return binary.NativeEndian.Uint16(b[:])
 }
+
+// Burst writes packets to iface, addressed to dst, in order and paced to
+// rate packets per second unless rate is 0, from the calling thread (which
+// must be locked to its goroutine, as netnstest.NS.Do's is) kept on one
+// CPU.
+func Burst(iface string, dst net.HardwareAddr, packets [][]byte, rate float64) error {
+	return OnOneCPU(func() error {
+		s, err := New(iface, dst)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return s.SendAll(packets, rate)
+	})
+}

@@ -21,3 +21,6 @@ func (s *Sender) Close() error                    { return nil }
 
 // OnOneCPU runs fn.
 func OnOneCPU(fn func() error) error { return fn() }
+
+// Burst is not supported here.
+func Burst(string, net.HardwareAddr, [][]byte, float64) error { return errors.ErrUnsupported }

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 )
 

@@ -2,7 +2,7 @@
 // prints a markdown table: entries lost under concurrent inserts, ns per
 // set and get, bytes per entry, and the ratios, all from the same run.
 //
-//	go run ./bench/cmd/tablecmp -keys 1000000 -writers 2
+//	cd bench && go run ./cmd/tablecmp -keys 1000000 -writers 2
 package main
 
 import (

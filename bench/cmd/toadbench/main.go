@@ -9,8 +9,8 @@
 // proxy beside a bare gRPC echo process, the capture rate into the table,
 // and what an idle toad costs.
 //
-//	go run ./bench/cmd/toadbench -out bench          # make bench
-//	go run ./bench/cmd/toadbench -quick -out bench/out # make bench-quick
+//	cd bench && go run ./cmd/toadbench -out .        # make bench
+//	cd bench && go run ./cmd/toadbench -quick -out out # make bench-quick
 //
 // It exits with status 1 when a measurement fails or toad's mappings
 // differ from the generator's ground truth, after writing the report.
@@ -77,7 +77,7 @@ var sections = []string{"replay", "kfilter", "table", "api", "scale", "process",
 
 func (c *config) defaults() {
 	full := config{
-		Out: "bench", Seed: 1, Data: 0.95,
+		Out: ".", Seed: 1, Data: 0.95,
 		ReplayConns: 40000, Rounds: 3, TsharkRounds: 1,
 		FilterConns: 5000,
 		TableKeys:   []int{1_000_000, 10_000_000}, TableRounds: 3,
@@ -89,7 +89,7 @@ func (c *config) defaults() {
 	}
 	if c.Quick {
 		full = config{
-			Out: "bench/out", Seed: 1, Data: 0.95,
+			Out: "out", Seed: 1, Data: 0.95,
 			ReplayConns: 300, Rounds: 1, TsharkRounds: 1,
 			FilterConns: 200,
 			TableKeys:   []int{20_000}, TableRounds: 1,

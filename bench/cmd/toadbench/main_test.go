@@ -33,10 +33,10 @@ func TestDefaults(t *testing.T) {
 	for _, c := range []*config{&full, &quick, &mixed} {
 		c.defaults()
 	}
-	if full.Out != "bench" || len(full.ScaleSizes) != 4 || full.ScaleSizes[3] != 10_000_000 || full.APIPhase != 200*time.Millisecond {
+	if full.Out != "." || len(full.ScaleSizes) != 4 || full.ScaleSizes[3] != 10_000_000 || full.APIPhase != 200*time.Millisecond {
 		t.Errorf("full defaults: %+v", full)
 	}
-	if quick.Out != "bench/out" || quick.Rounds != 1 || quick.ReplayConns >= full.ReplayConns {
+	if quick.Out != "out" || quick.Rounds != 1 || quick.ReplayConns >= full.ReplayConns {
 		t.Errorf("quick defaults: %+v (the quick run must not write bench/RESULTS.md)", quick)
 	}
 	if mixed.ReplayConns != 5000 || !slices.Equal(mixed.ScaleSizes, []int{42}) || mixed.Rounds != 1 {
@@ -49,9 +49,9 @@ func TestCommand(t *testing.T) {
 		c    config
 		want string
 	}{
-		{config{args: []string{"-out", "bench"}}, "go run ./bench/cmd/toadbench -out bench"},
-		{config{Label: "make bench", args: []string{"-label", "make bench", "-out", "bench"}}, "make bench    # go run ./bench/cmd/toadbench -out bench"},
-		{config{Label: "x", args: []string{"--label=x", "-quick"}}, "x    # go run ./bench/cmd/toadbench -quick"},
+		{config{args: []string{"-out", "."}}, "go run ./cmd/toadbench -out ."},
+		{config{Label: "make bench", args: []string{"-label", "make bench", "-out", "."}}, "make bench    # go run ./cmd/toadbench -out ."},
+		{config{Label: "x", args: []string{"--label=x", "-quick"}}, "x    # go run ./cmd/toadbench -quick"},
 	} {
 		if got := command(tc.c); got != tc.want {
 			t.Errorf("command(%v) = %q, want %q", tc.c.args, got, tc.want)

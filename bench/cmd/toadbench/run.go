@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -159,7 +158,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	})
 
 	step("conns", func() error {
-		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Logf: logf})
+		root, err := replaycmp.ToadDir(ctx) // the benchmark lives in toad's module, in e2e/
+		if err != nil {
+			return err
+		}
+		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Dir: root, Logf: logf})
 		if err != nil {
 			return err
 		}
@@ -201,7 +204,13 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "toad")
-		if out, err := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/toad").CombinedOutput(); err != nil {
+		root, err := replaycmp.ToadDir(ctx)
+		if err != nil {
+			return err
+		}
+		build := exec.CommandContext(ctx, connbench.GoTool(), "build", "-o", bin, "./cmd/toad")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("build toad: %w\n%s", err, out)
 		}
 		res, err := idlecost.Run(ctx, idlecost.Config{Bin: bin, Duration: c.IdleFor, Logf: logf})
@@ -328,21 +337,9 @@ func command(c config) string {
 		}
 		args = append(args, c.args[i])
 	}
-	cmd := strings.TrimSpace("go run ./bench/cmd/toadbench " + strings.Join(args, " "))
+	cmd := strings.TrimSpace("go run ./cmd/toadbench " + strings.Join(args, " "))
 	if c.Label != "" {
 		return c.Label + "    # " + cmd
 	}
 	return cmd
-}
-
-// goTool returns the go command of the running toolchain, or the one on
-// PATH.
-func goTool() string {
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
 }

@@ -1,14 +1,14 @@
 //go:build unix
 
-package apicmp
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns the CPU time, user and system, the process has used.
-func cpuTime() time.Duration {
+// Process returns the CPU time, user and system, the process has used.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0

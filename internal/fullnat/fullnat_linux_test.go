@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/toad-project/toad/decode"
-	"github.com/toad-project/toad/fullnat"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/testbed"
@@ -25,14 +25,11 @@ import (
 
 // The testbed's documentation addresses.
 var (
-	clientAddrs4 = []netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3"), netip.MustParseAddr("203.0.113.4")}
-	clientAddrs6 = []netip.Addr{netip.MustParseAddr("2001:db8:c::2"), netip.MustParseAddr("2001:db8:c::3"), netip.MustParseAddr("2001:db8:c::4")}
-	vip4         = netip.MustParseAddrPort("198.51.100.1:80")
-	vip6         = netip.MustParseAddrPort("[2001:db8:100::1]:80")
-	proxyAddr4   = netip.MustParseAddr("198.51.100.10")
-	proxyAddr6   = netip.MustParseAddr("2001:db8:100::10")
-	origin4      = netip.MustParseAddrPort("192.0.2.20:8080")
-	origin6      = netip.MustParseAddrPort("[2001:db8:2::20]:8080")
+	clientAddrs4           = []netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3"), netip.MustParseAddr("203.0.113.4")}
+	clientAddrs6           = []netip.Addr{netip.MustParseAddr("2001:db8:c::2"), netip.MustParseAddr("2001:db8:c::3"), netip.MustParseAddr("2001:db8:c::4")}
+	vip4, vip6             = testbed.VIP4, testbed.VIP6
+	proxyAddr4, proxyAddr6 = testbed.ProxyAddr4, testbed.ProxyAddr6
+	origin4, origin6       = testbed.Origin4, testbed.Origin6
 )
 
 // hosts is three namespaces: clients, the proxy, the origin.
@@ -56,7 +53,7 @@ func newHosts(t testing.TB) *hosts {
 		origin: netnstest.New(t, "fullnat-o"),
 	}
 	netnstest.Veth(t, tb.client, "eth0", tb.proxy, "cli0")
-	netnstest.Veth(t, tb.proxy, "org0", tb.origin, "eth0")
+	testbed.LinkOrigin(t, tb.proxy, tb.origin)
 	var cmds []string
 	for i := range clientAddrs4 {
 		cmds = append(cmds,
@@ -68,16 +65,7 @@ func newHosts(t testing.TB) *hosts {
 		"route add 2001:db8:100::/64 via 2001:db8:c::1")...)
 	tb.proxy.IP(t,
 		"addr add 203.0.113.1/24 dev cli0",
-		"addr add 2001:db8:c::1/64 dev cli0 nodad",
-		"addr add 192.0.2.1/24 dev org0",
-		"addr add 2001:db8:2::1/64 dev org0 nodad")
-	tb.proxy.Sysctl(t, "net.ipv4.ip_forward", "1")
-	tb.proxy.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
-	tb.origin.IP(t,
-		"addr add 192.0.2.20/24 dev eth0",
-		"addr add 2001:db8:2::20/64 dev eth0 nodad",
-		"route add 198.51.100.0/24 via 192.0.2.1",
-		"route add 2001:db8:100::/64 via 2001:db8:2::1")
+		"addr add 2001:db8:c::1/64 dev cli0 nodad")
 	return tb
 }
 
