@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,10 +14,12 @@ import (
 	"github.com/toad-project/toad/correlate"
 )
 
-// heartbeatEvery is how often a live SharedTable says so; the library
-// stops trusting a table whose heartbeat is older than a second (toad
-// crashed or froze), since its entries may be stale.
-const heartbeatEvery = 100 * time.Millisecond
+// The heartbeat: the library stops trusting a table whose heartbeat is
+// older than a second (toad crashed or froze, its entries may be stale)
+// and asks over the socket. It is renewed with every change the writer
+// applies, not by a timer, so that an idle toad sleeps: the connection a
+// library looks up after an accept was just published, with a fresh
+// heartbeat, and older ones cost a round trip once the table is quiet.
 
 // Source is what a SharedTable mirrors: *correlate.Table is one.
 type Source interface {
@@ -145,8 +146,6 @@ func (s *SharedTable) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&s.
 
 func (s *SharedTable) run() {
 	defer close(s.done)
-	tick := time.NewTicker(heartbeatEvery)
-	defer tick.Stop()
 	missed := s.sub.Missed()
 	for {
 		select {
@@ -155,11 +154,10 @@ func (s *SharedTable) run() {
 				return
 			}
 			s.apply(&ev)
+			s.heartbeat()
 			if s.applied != nil {
 				s.applied()
 			}
-		case <-tick.C:
-			s.heartbeat()
 		case fn := <-s.do:
 			fn()
 		case <-s.stop:
@@ -168,6 +166,7 @@ func (s *SharedTable) run() {
 		if m := s.sub.Missed(); m != missed {
 			missed = m
 			s.rebuild()
+			s.heartbeat()
 		}
 	}
 }
