@@ -131,19 +131,31 @@ func dialectText(d toa.Dialect) string {
 	return d.String()
 }
 
-func journalStats(st journal.Stats) *toadv1.JournalStats {
-	return &toadv1.JournalStats{
-		Records:     st.Records,
-		Groups:      st.Groups,
-		Bytes:       st.Bytes,
-		Compactions: st.Compactions,
-		Overflows:   st.Overflows,
-		Lost:        st.Lost,
-		Dropped:     st.Dropped,
-		WriteErrors: st.WriteErrors,
-		Failing:     st.Failing,
-		SizeBytes:   uint64(max(st.Size, 0)),
+// journalStatsFields are the JournalStats fields of journal.Counters, in
+// its order; a test checks that every counter has its field and every
+// field its counter.
+var journalStatsFields = func() []protoreflect.FieldDescriptor {
+	fields := (&toadv1.JournalStats{}).ProtoReflect().Descriptor().Fields()
+	fds := make([]protoreflect.FieldDescriptor, len(journal.Counters))
+	for i, c := range journal.Counters {
+		fds[i] = fields.ByName(protoreflect.Name(c.Name)) // nil: the test says which
 	}
+	return fds
+}()
+
+func journalStats(st journal.Stats) *toadv1.JournalStats {
+	js := &toadv1.JournalStats{}
+	m := js.ProtoReflect()
+	for i, c := range journal.Counters {
+		switch fd := journalStatsFields[i]; {
+		case fd == nil:
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(c.Value(&st) != 0))
+		default:
+			m.Set(fd, protoreflect.ValueOfUint64(c.Value(&st)))
+		}
+	}
+	return js
 }
 
 // tableStatsFields are the TableStats fields of correlate.Counters, in

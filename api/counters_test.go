@@ -4,9 +4,11 @@ import (
 	"reflect"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
 
@@ -48,5 +50,30 @@ func TestTableStats(t *testing.T) {
 		if got, want := m.Get(fd).Uint(), c.Value(&st); got != want {
 			t.Errorf("TableStats.%s = %d, want %d", c.Name, got, want)
 		}
+	}
+}
+
+// TestJournalStatsCounters: every counter of journal.Counters has its
+// JournalStats field (failing a bool, the others uint64), every field its
+// counter, and each reaches its own field.
+func TestJournalStatsCounters(t *testing.T) {
+	fields := (&toadv1.JournalStats{}).ProtoReflect().Descriptor().Fields()
+	described := map[string]bool{}
+	for _, c := range journal.Counters {
+		fd := fields.ByName(protoreflect.Name(c.Name))
+		if fd == nil || (fd.Kind() != protoreflect.Uint64Kind && fd.Kind() != protoreflect.BoolKind) {
+			t.Errorf("counter %s: JournalStats has no uint64 or bool field %s: add it to proto/toad/v1", c.Name, c.Name)
+		}
+		described[c.Name] = true
+	}
+	for i := range fields.Len() {
+		if name := string(fields.Get(i).Name()); !described[name] {
+			t.Errorf("JournalStats.%s: no counter of journal.Counters describes it", name)
+		}
+	}
+	st := journal.Stats{Records: 1, Groups: 2, Bytes: 3, Compactions: 4, Overflows: 5, Lost: 6, Dropped: 7, WriteErrors: 8, Failing: true, Size: 10}
+	want := &toadv1.JournalStats{Records: 1, Groups: 2, Bytes: 3, Compactions: 4, Overflows: 5, Lost: 6, Dropped: 7, WriteErrors: 8, Failing: true, SizeBytes: 10}
+	if got := journalStats(st); !proto.Equal(got, want) {
+		t.Errorf("journalStats(%+v) = %v, want %v", st, got, want)
 	}
 }

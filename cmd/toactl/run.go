@@ -18,6 +18,7 @@ import (
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
 
@@ -165,14 +166,22 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 			table = append(table, field{c.Name, m.Get(fd).Uint()})
 		}
 	}
-	j := resp.GetJournal()
-	journal := []struct {
+	// The journal's counters, in journal.Counters' order: failing is a
+	// bool, the others numbers.
+	var journalFields []struct {
 		name string
-		v    uint64
-	}{
-		{"records", j.GetRecords()}, {"groups", j.GetGroups()}, {"bytes", j.GetBytes()}, {"size_bytes", j.GetSizeBytes()},
-		{"compactions", j.GetCompactions()}, {"overflows", j.GetOverflows()}, {"lost", j.GetLost()},
-		{"dropped", j.GetDropped()}, {"write_errors", j.GetWriteErrors()},
+		v    any
+	}
+	if j := resp.GetJournal(); j != nil {
+		jm := j.ProtoReflect()
+		for _, c := range journal.Counters {
+			if fd := jm.Descriptor().Fields().ByName(protoreflect.Name(c.Name)); fd != nil {
+				journalFields = append(journalFields, struct {
+					name string
+					v    any
+				}{c.Name, jm.Get(fd).Interface()})
+			}
+		}
 	}
 	if cfg.JSON {
 		tm := make(map[string]any, len(table)+1)
@@ -185,12 +194,11 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 			counters = map[string]uint64{}
 		}
 		out := map[string]any{"serving": resp.GetServing(), "table": tm, "counters": counters}
-		if j := resp.GetJournal(); j != nil {
-			jm := make(map[string]any, len(journal)+1)
-			for _, f := range journal {
+		if resp.GetJournal() != nil {
+			jm := make(map[string]any, len(journalFields))
+			for _, f := range journalFields {
 				jm[f.name] = f.v
 			}
-			jm["failing"] = j.GetFailing()
 			out["journal"] = jm
 		}
 		return json.NewEncoder(w).Encode(out)
@@ -201,11 +209,8 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 	for _, f := range table {
 		fmt.Fprintf(tw, "%s\t%d\n", f.name, f.v)
 	}
-	if j := resp.GetJournal(); j != nil {
-		fmt.Fprintf(tw, "journal_failing\t%v\n", j.GetFailing())
-		for _, f := range journal {
-			fmt.Fprintf(tw, "journal_%s\t%d\n", f.name, f.v)
-		}
+	for _, f := range journalFields {
+		fmt.Fprintf(tw, "journal_%s\t%v\n", f.name, f.v)
 	}
 	names := make([]string, 0, len(resp.GetCounters()))
 	for n := range resp.GetCounters() {
