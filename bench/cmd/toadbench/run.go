@@ -174,7 +174,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	})
 
 	step("preload", func() error {
-		res, err := connbench.Run(ctx, connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: fmt.Sprintf("%dx", c.PreloadConns), Logf: logf})
+		root, err := replaycmp.ToadDir(ctx) // the benchmark lives in toad's module, in e2e/
+		if err != nil {
+			return err
+		}
+		res, err := connbench.Run(ctx, connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: fmt.Sprintf("%dx", c.PreloadConns), Dir: root, Logf: logf})
 		if err != nil {
 			return err
 		}
