@@ -19,6 +19,23 @@ import (
 // ErrInUse reports a socket another process still serves on.
 var ErrInUse = errors.New("socket in use")
 
+// MaxPath is the longest unix socket path the kernel takes, in bytes:
+// sun_path holds 108 with the terminating NUL. A longer path can be made by
+// a rename, but nobody can connect to it.
+const MaxPath = 107
+
+// CheckPath returns an error naming the limit when path is too long for a
+// unix socket, or empty.
+func CheckPath(path string) error {
+	switch {
+	case path == "":
+		return errors.New("empty socket path")
+	case len(path) > MaxPath:
+		return fmt.Errorf("socket path of %d bytes: the kernel takes at most %d (sun_path): choose a shorter path", len(path), MaxPath)
+	}
+	return nil
+}
+
 // probeTimeout bounds the connect that tells a live socket from a stale one.
 const probeTimeout = time.Second
 
@@ -52,8 +69,8 @@ type Config struct {
 // directory must let them in too (search permission): Listen fails with a
 // message saying so rather than serve a socket they cannot reach.
 func Listen(c Config) (net.Listener, error) {
-	if c.Path == "" {
-		return nil, errors.New("listen unix: empty socket path")
+	if err := CheckPath(c.Path); err != nil {
+		return nil, fmt.Errorf("listen unix: %w", err)
 	}
 	if c.Network != "unix" && c.Network != "unixpacket" {
 		return nil, fmt.Errorf("listen unix: network %q: want unix or unixpacket", c.Network)
@@ -76,9 +93,10 @@ func Listen(c Config) (net.Listener, error) {
 	if err := checkReachable(dir, c.Mode, gid); err != nil {
 		return nil, fmt.Errorf("listen unix %s: %w", c.Path, err)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".toad-"+hex.EncodeToString(rnd[:])+".sock")
+	tmp, err := tempPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listen unix %s: %w", c.Path, err)
+	}
 	l, err := net.ListenUnix(c.Network, &net.UnixAddr{Name: tmp, Net: c.Network})
 	if err != nil {
 		return nil, fmt.Errorf("listen unix: %w", err)
@@ -105,6 +123,23 @@ func Listen(c Config) (net.Listener, error) {
 		return fail(err)
 	}
 	return &listener{UnixListener: l, addr: &net.UnixAddr{Name: c.Path, Net: c.Network}, file: fi}, nil
+}
+
+// tempPath returns a random name in dir for the socket to be made under
+// before it is renamed into place: ".toad-" and 8 hex digits, or as many
+// digits as the kernel's limit leaves in a long directory.
+func tempPath(dir string) (string, error) {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	digits := hex.EncodeToString(rnd[:])
+	if room := MaxPath - len(dir) - len("/.toad-.sock"); room >= len(digits) {
+		return filepath.Join(dir, ".toad-"+digits+".sock"), nil
+	}
+	room := MaxPath - len(dir) - len("/.")
+	if room < 4 {
+		return "", fmt.Errorf("directory of %d bytes leaves no room, under the kernel's %d for a socket path, for the temporary name the socket is made under: choose a shorter directory", len(dir), MaxPath)
+	}
+	return filepath.Join(dir, "."+digits[:min(room, len(digits))]), nil
 }
 
 // LookupGroup returns the id of a group given by name or number.
