@@ -279,26 +279,18 @@ func New(t *correlate.Table, cfg Config) (*Server, error) {
 // It may be called for several listeners at once, each from its own
 // goroutine. It returns nil after Shutdown or Close, or the error that
 // stopped l.
-func (s *Server) Serve(l net.Listener) error {
-	err := s.grpc.Serve(l)
-	if errors.Is(err, grpc.ErrServerStopped) {
-		return nil
-	}
-	select {
-	case <-s.done:
-		return nil
-	default:
-	}
-	return err
-}
+func (s *Server) Serve(l net.Listener) error { return s.stopped(s.grpc.Serve(l)) }
 
 // ServeHealth serves grpc.health.v1, and nothing else, on l until Shutdown
 // or Close, which close l. It reports the same status as the health service
 // of Serve's listeners. It is meant for probes that dial from the network
 // (a kubelet dials the pod's IP), so that the lookups, which reveal client
 // addresses, need not be reachable there. It returns as Serve does.
-func (s *Server) ServeHealth(l net.Listener) error {
-	err := s.healthOnly.Serve(l)
+func (s *Server) ServeHealth(l net.Listener) error { return s.stopped(s.healthOnly.Serve(l)) }
+
+// stopped is nil for what a gRPC server's Serve returns once the Server
+// stops, and err otherwise.
+func (s *Server) stopped(err error) error {
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
 	}
