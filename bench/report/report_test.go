@@ -241,6 +241,25 @@ func TestGoals(t *testing.T) {
 	if d := r.Disagreements(); len(d) != 1 || !strings.Contains(d[0], "printed 9399999 connections") {
 		t.Errorf("a connection not printed: got %q, want one disagreement", d)
 	}
+
+	// Drops without a filter are the baseline's, said in the report; with
+	// toad's filter they are a disagreement.
+	r = sample()
+	r.Filter.Results[1].Drops = 1077
+	if d := r.Disagreements(); len(d) != 0 {
+		t.Errorf("drops without a filter: got %q, want no disagreement", d)
+	}
+	var b strings.Builder
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "the kernel dropped 1,077 of the 20,000 packets") {
+		t.Errorf("drops without a filter are not explained:\n%s", b.String())
+	}
+	r.Filter.Results[0].Drops = 1
+	if d := r.Disagreements(); len(d) != 1 || !strings.Contains(d[0], "kernel filter toa") {
+		t.Errorf("drops with toad's filter: got %q, want one disagreement", d)
+	}
 }
 
 func TestWriteChart(t *testing.T) {
