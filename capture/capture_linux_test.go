@@ -23,6 +23,7 @@ import (
 	"github.com/toad-project/toad/internal/inject"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/syncbuf"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -354,7 +355,7 @@ func TestLiveFilterFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	sink := newCollector()
 	c := openIn(t, ns, Config{Interface: "lo", Logger: slog.New(slog.NewTextHandler(&logs, nil))}, sink)
 	if st := c.Stats(); st.Filter != FilterTCP {
@@ -378,23 +379,6 @@ func TestLiveFilterFallback(t *testing.T) {
 			t.Errorf("%v->%v %v: delivered %d times, want %d", k.Peer, k.Local, k.Flags, got[k], n)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestLiveCloseUnderLoad closes the capture while packets stream in:

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/syncbuf"
 )
 
 // smallDisk mounts a tmpfs of size bytes on a new directory, unmounted
@@ -44,7 +45,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 40<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	src := newTable(t, tableCfg)
 	j, _ := open(t, dir, src, Config{Interval: time.Hour, Logger: logTo(&logs)})
 	if st := j.Stats(); st.Failing || st.Compactions != 1 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/internal/syncbuf"
 )
 
 // TestRecoverEquivalence: at any moment after a Flush, what the directory
@@ -399,24 +400,7 @@ func TestFlushAfterClose(t *testing.T) {
 }
 
 // logTo returns a logger writing text lines to b.
-func logTo(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func logTo(b *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // TestSync: with Config.Sync every group is fsync'd before Flush returns;
 // what the directory holds then recovers to the table.

@@ -2,7 +2,6 @@ package preload_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/syncbuf"
 )
 
 // The preload library and the test programs are built once per test
@@ -86,26 +86,9 @@ type driver struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	debug  bool
 	exited bool
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startDriver runs lc's driver; with preload, the library is loaded and
@@ -119,7 +102,7 @@ func startDriver(t testing.TB, lc libc, preload bool, env ...string) *driver {
 		cmd.Env = append(cmd.Env, "LD_PRELOAD="+lc.lib)
 		cmd.Env = append(cmd.Env, env...)
 	}
-	d := &driver{t: t, cmd: cmd, lines: make(chan string, 1024), stderr: &lockedBuffer{}}
+	d := &driver{t: t, cmd: cmd, lines: make(chan string, 1024), stderr: &syncbuf.Buffer{}}
 	for _, e := range env {
 		if strings.HasPrefix(e, "TOAD_PRELOAD_DEBUG=") {
 			d.debug = true

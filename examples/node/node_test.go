@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/toad-project/toad/internal/craft/gen"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/syncbuf"
 )
 
 // requireNode returns the path of node, installing the example's locked
@@ -72,7 +72,7 @@ func startServe(t *testing.T, toad, capFile string, args ...string) (sock, tcp s
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	var log syncBuffer
+	var log syncbuf.Buffer
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -115,24 +115,6 @@ func startServe(t *testing.T, toad, capFile string, args ...string) (sock, tcp s
 		}
 	})
 	return sock, tcp
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) WriteString(v string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.WriteString(v)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // answer is one line of lookup.js's output.
