@@ -8,11 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toad-project/toad/bench/endmark"
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
@@ -150,17 +150,7 @@ func (l *link) trial(ctx context.Context, cfg Config, packets [][]byte, rate flo
 		return t, err
 	}
 	defer table.Close()
-	done := make(chan struct{})
-	var seen atomic.Bool
-	sink := capture.SinkFunc(func(r *decode.Record) {
-		if r.Peer == marker.Src && r.Seq == marker.Seq {
-			if seen.CompareAndSwap(false, true) {
-				close(done)
-			}
-			return
-		}
-		table.Observe(r)
-	})
+	sink, done := endmark.Sink(&marker, table.Observe)
 	var c *capture.Capture
 	err = l.server.Do(func() (err error) {
 		c, err = capture.Open(capture.Config{Interface: "veth-s", Readers: cfg.Readers}, sink)

@@ -8,11 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/bpf"
 
+	"github.com/toad-project/toad/bench/endmark"
 	"github.com/toad-project/toad/bench/replaycmp"
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
@@ -134,17 +134,7 @@ func measure(ctx context.Context, f capture.Filter, tr *traffic) (r Result, err 
 		return r, err
 	}
 	defer table.Close()
-	done := make(chan struct{})
-	var seen atomic.Bool
-	sink := capture.SinkFunc(func(rec *decode.Record) {
-		if rec.Peer == marker.Src && rec.Seq == marker.Seq {
-			if seen.CompareAndSwap(false, true) {
-				close(done)
-			}
-			return
-		}
-		table.Observe(rec)
-	})
+	sink, done := endmark.Sink(&marker, table.Observe)
 	var c *capture.Capture
 	err = server.Do(func() (err error) {
 		c, err = capture.Open(capture.Config{Interface: "veth-s", Filter: f}, sink)
