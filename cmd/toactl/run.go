@@ -157,7 +157,7 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 	t := resp.GetTable()
 	type field struct {
 		name string
-		v    uint64
+		v    any // uint64, or bool for the journal's failing
 	}
 	m := t.ProtoReflect()
 	table := make([]field, 0, len(correlate.Counters))
@@ -168,18 +168,12 @@ func stats(ctx context.Context, cfg Config, svc toadv1.LookupServiceClient, w io
 	}
 	// The journal's counters, in journal.Counters' order: failing is a
 	// bool, the others numbers.
-	var journalFields []struct {
-		name string
-		v    any
-	}
+	var journalFields []field
 	if j := resp.GetJournal(); j != nil {
 		jm := j.ProtoReflect()
 		for _, c := range journal.Counters {
 			if fd := jm.Descriptor().Fields().ByName(protoreflect.Name(c.Name)); fd != nil {
-				journalFields = append(journalFields, struct {
-					name string
-					v    any
-				}{c.Name, jm.Get(fd).Interface()})
+				journalFields = append(journalFields, field{c.Name, jm.Get(fd).Interface()})
 			}
 		}
 	}
