@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
-	"strconv"
 
 	"github.com/toad-project/toad/internal/unixsock"
 )
@@ -43,19 +42,7 @@ func CheckSocketPath(path string) error { return unixsock.CheckPath(path) }
 // a socket. The socket is made under a temporary name, given its mode, and
 // renamed into place, so it never exists at path with looser permissions.
 func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
-	return ListenUnixGroup(path, mode, -1)
-}
-
-// ListenUnixGroup is ListenUnix with the socket given group gid, so that
-// its members may connect with mode 0660; -1 keeps the process's group. A
-// directory it makes gets the group too. The process must belong to the
-// group, or be root.
-func ListenUnixGroup(path string, mode fs.FileMode, gid int) (net.Listener, error) {
-	c := unixsock.Config{Network: "unix", Path: path, Mode: mode}
-	if gid >= 0 {
-		c.Group = strconv.Itoa(gid)
-	}
-	return unixsock.Listen(c)
+	return unixsock.Listen(unixsock.Config{Network: "unix", Path: path, Mode: mode})
 }
 
 // ListenTCP listens on a TCP address. Unless allowRemote, the address must

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/counter"
 	"github.com/toad-project/toad/internal/metrics"
+	"github.com/toad-project/toad/internal/unixsock"
 	"github.com/toad-project/toad/replay"
 )
 
@@ -394,11 +394,17 @@ func listen(cfg Config) ([]listener, error) {
 		ls = append(ls, listener{netutil.LimitListener(l, n), role, n})
 	}
 	if cfg.Socket != "" {
-		gid, err := lookupGroup(cfg.SocketGroup)
-		if err != nil {
-			return fail(fmt.Errorf("--socket-group %s: %w", cfg.SocketGroup, err))
+		sc := unixsock.Config{Network: "unix", Path: cfg.Socket, Mode: api.DefaultSocketMode}
+		if cfg.SocketGroup != "" {
+			// Looked up here so that a group that does not exist is named
+			// by its flag; the socket gets its number.
+			gid, err := unixsock.LookupGroup(cfg.SocketGroup)
+			if err != nil {
+				return fail(fmt.Errorf("--socket-group %s: %w", cfg.SocketGroup, err))
+			}
+			sc.Group = strconv.Itoa(gid)
 		}
-		l, err := api.ListenUnixGroup(cfg.Socket, api.DefaultSocketMode, gid)
+		l, err := unixsock.Listen(sc)
 		if err != nil {
 			return fail(fmt.Errorf("--socket %s: %w", cfg.Socket, err))
 		}
@@ -446,21 +452,6 @@ func addrs(ls []listener) Addrs {
 		}
 	}
 	return a
-}
-
-// lookupGroup returns the id of group, a number or a name, or -1 for "".
-func lookupGroup(group string) (int, error) {
-	if group == "" {
-		return -1, nil
-	}
-	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
-		return gid, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("%w (give the group's number where there is no /etc/group)", err)
-	}
-	return strconv.Atoi(g.Gid)
 }
 
 // replayed is the source of --pcap: files replayed once, at start.
