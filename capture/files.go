@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"compress/gzip"
 	"container/heap"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +13,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/toad-project/toad/decode"
 )
@@ -229,38 +224,11 @@ func cmpBool(a, b bool) int {
 // starts with b: the zero time when b does not hold one whole, and empty
 // set when b is a whole capture of no packet.
 func firstPacketTime(b []byte) (first time.Time, empty bool) {
-	var r io.Reader = bytes.NewReader(b)
-	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return time.Time{}, false
-		}
-		r = bufio.NewReaderSize(zr, peekLen)
-	}
-	br := bufio.NewReaderSize(r, pcapRecordLen+MaxRecordLen) // a whole record, as pcapStream needs
-	magic, err := br.Peek(4)
+	src, err := openSource(bytes.NewReader(b), pcapRecordLen+MaxRecordLen)
 	if err != nil {
 		return time.Time{}, false
 	}
-	var src interface {
-		ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	}
-	switch binary.BigEndian.Uint32(magic) {
-	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
-		pr, err := newPCAPStream(br)
-		if err != nil {
-			return time.Time{}, false
-		}
-		src = pr
-	case magicPCAPNG:
-		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err != nil {
-			return time.Time{}, false
-		}
-		src = nr
-	default:
-		return time.Time{}, false
-	}
+	defer src.close()
 	_, ci, err := src.ZeroCopyReadPacketData()
 	if err != nil {
 		return time.Time{}, err == io.EOF // the readers' own EOF: the capture ends cleanly

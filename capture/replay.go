@@ -70,48 +70,12 @@ func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (S
 			return rp.st, err
 		}
 	}
-	br := bufio.NewReaderSize(r, 1<<20)
-	magic, err := br.Peek(4)
+	cs, err := openSource(r, 1<<20)
 	if err != nil {
-		return rp.st, fmt.Errorf("read capture header: %w", noEOF(err))
+		return rp.st, err
 	}
-	if magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return rp.st, fmt.Errorf("read gzip header: %w", err)
-		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 1<<20)
-		if magic, err = br.Peek(4); err != nil {
-			return rp.st, fmt.Errorf("read capture header: %w", noEOF(err))
-		}
-	}
-	var (
-		src  packetSource
-		link decode.LinkType // a pcap file's; pcapng gives one per packet
-		ng   bool
-	)
-	switch m := binary.BigEndian.Uint32(magic); m {
-	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
-		ps, err := newPCAPStream(br)
-		if err != nil {
-			return rp.st, fmt.Errorf("read pcap header: %w", err)
-		}
-		if err := checkLink(ps.link); err != nil {
-			return rp.st, err
-		}
-		src, link = ps, decode.LinkType(ps.link)
-	case magicPCAPNG:
-		// pcapgo reads through a buffer of its own unless given one; one
-		// that stays in the CPU's cache while it is checked then read.
-		nr, err := pcapgo.NewNgReader(bufio.NewReaderSize(newNGBlocks(br), 64<<10), pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err != nil {
-			return rp.st, fmt.Errorf("read pcapng header: %w", err)
-		}
-		src, ng = nr, true
-	default:
-		return rp.st, fmt.Errorf("not a pcap or pcapng file: it starts with %#08x (pcap starts with a1b2c3d4 or d4c3b2a1, pcapng with 0a0d0d0a)", m)
-	}
+	defer cs.close()
+	src, link, ng := cs.packetSource, cs.link, cs.ng
 
 	checked := false // link has been checked
 	for {
@@ -138,6 +102,67 @@ func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (S
 	}
 	rp.finish()
 	return rp.st, nil
+}
+
+// source is a capture's packets, read as a stream.
+type source struct {
+	packetSource
+	link  decode.LinkType // a pcap file's; pcapng gives one per packet
+	ng    bool
+	close func() // releases the gzip reader, if any
+}
+
+// openSource reads the header of the capture r holds, gzip-compressed or
+// not, through buffers of size bytes (at least a whole record, as
+// pcapStream reads records in place), and returns its packets: a pcap
+// stream, or pcapgo's pcapng reader behind the check of every block's
+// length. Replay reads captures with it, and ReplayFiles peeks at their
+// first packets with it.
+func openSource(r io.Reader, size int) (source, error) {
+	s := source{close: func() {}}
+	br := bufio.NewReaderSize(r, size)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return s, fmt.Errorf("read capture header: %w", noEOF(err))
+	}
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return s, fmt.Errorf("read gzip header: %w", err)
+		}
+		s.close = func() { zr.Close() }
+		br = bufio.NewReaderSize(zr, size)
+		if magic, err = br.Peek(4); err != nil {
+			s.close()
+			return s, fmt.Errorf("read capture header: %w", noEOF(err))
+		}
+	}
+	switch m := binary.BigEndian.Uint32(magic); m {
+	case magicPCAPMicroLE, magicPCAPMicroBE, magicPCAPNanoLE, magicPCAPNanoBE:
+		ps, err := newPCAPStream(br)
+		if err != nil {
+			s.close()
+			return s, fmt.Errorf("read pcap header: %w", err)
+		}
+		if err := checkLink(ps.link); err != nil {
+			s.close()
+			return s, err
+		}
+		s.packetSource, s.link = ps, decode.LinkType(ps.link)
+	case magicPCAPNG:
+		// pcapgo reads through a buffer of its own unless given one; one
+		// that stays in the CPU's cache while it is checked then read.
+		nr, err := pcapgo.NewNgReader(bufio.NewReaderSize(newNGBlocks(br), 64<<10), pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			s.close()
+			return s, fmt.Errorf("read pcapng header: %w", err)
+		}
+		s.packetSource, s.ng = nr, true
+	default:
+		s.close()
+		return s, fmt.Errorf("not a pcap or pcapng file: it starts with %#08x (pcap starts with a1b2c3d4 or d4c3b2a1, pcapng with 0a0d0d0a)", m)
+	}
+	return s, nil
 }
 
 // replayer is the part of Replay that does not depend on the file format:
