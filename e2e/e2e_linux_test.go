@@ -446,7 +446,15 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	}
 	journalBytes := func() uint64 { return bd.stats(b).GetJournal().GetBytes() }
 	journal0 := journalBytes()
+	switches := func(p *testbed.Process) int64 {
+		n, err := p.Sleeps()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
 	toad0, echo0, proxy0, self0 := cpu(bd.toad), cpu(echo.proc), cpu(proxy), selfCPU()
+	toadSw0, echoSw0 := switches(bd.toad), switches(echo.proc)
 	for b.Loop() {
 		conns, _ := open(b, ds)
 		for _, a := range bd.srv4.collect(b, len(conns)) {
@@ -469,6 +477,7 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	}
 	elapsed := b.Elapsed()
 	toadCPU, echoCPU, proxyCPU, selfUsed := cpu(bd.toad)-toad0, cpu(echo.proc)-echo0, cpu(proxy)-proxy0, selfCPU()-self0
+	toadSw, echoSw := switches(bd.toad)-toadSw0, switches(echo.proc)-echoSw0
 	if j := bd.stats(b).GetJournal(); j != nil {
 		b.ReportMetric(float64(j.GetBytes()-journal0)/float64(n), "journal-B/conn")
 	}
@@ -485,6 +494,8 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	}
 	b.ReportMetric(us(toadCPU)/float64(n), "toad-cpu-µs/conn")
 	b.ReportMetric(us(echoCPU)/float64(n), "echo-cpu-µs/call")
+	b.ReportMetric(float64(toadSw)/float64(n), "toad-sleeps/conn")
+	b.ReportMetric(float64(echoSw)/float64(n), "echo-sleeps/call")
 	b.ReportMetric(share(toadCPU), "toad-cpu-%")
 	b.ReportMetric(share(proxyCPU), "proxy-cpu-%")
 	b.ReportMetric(share(selfUsed), "bench-cpu-%")

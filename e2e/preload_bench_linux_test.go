@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/internal/fullnat"
+	"github.com/toad-project/toad/internal/testbed"
 )
 
 // nginxRun is one measured run of nginx: connections per second and the
@@ -91,6 +92,20 @@ func p50(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// toadUsage returns toad's CPU time and context switches so far.
+func toadUsage(tb testing.TB, toad *testbed.Toad) (time.Duration, int64) {
+	tb.Helper()
+	cpu, err := toad.CPU()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sw, err := toad.Sleeps()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cpu, sw
+}
+
 // BenchmarkPreloadNginx runs the same unmodified nginx (master and two
 // workers) behind the FULLNAT proxy, with and without the preload
 // library, alternately in one run, b.N connections per run, 8 at a time:
@@ -119,6 +134,11 @@ func BenchmarkPreloadNginx(b *testing.B) {
 	var rates [2][]float64
 	fallbacks := 0
 	var lats [2][]time.Duration
+	// toad's CPU time and context switches over the measured runs of
+	// each mode: without the library it only captures; with it, it
+	// also publishes to the shared table and answers the socket.
+	var toadCPU [2]time.Duration
+	var toadSwitches [2]int64
 	for range rounds {
 		for mode, preload := range []bool{false, true} {
 			want := toProxy
@@ -131,7 +151,11 @@ func BenchmarkPreloadNginx(b *testing.B) {
 			}
 			p := nginx.start(b, bed, env)
 			bed.measureNginx(b, warmup, par, want)
+			cpu0, sw0 := toadUsage(b, bed.toad)
 			r := bed.measureNginx(b, n, par, want)
+			cpu1, sw1 := toadUsage(b, bed.toad)
+			toadCPU[mode] += cpu1 - cpu0
+			toadSwitches[mode] += sw1 - sw0
 			p.Stop(stopTimeout)
 			rates[mode] = append(rates[mode], r.rate)
 			fallbacks += r.fallbacks
@@ -157,6 +181,11 @@ func BenchmarkPreloadNginx(b *testing.B) {
 	b.ReportMetric(float64(p50(lats[1]).Microseconds()), "preload-p50-µs")
 	b.ReportMetric(median(added), "added-p50-µs")
 	b.ReportMetric(float64(fallbacks)/float64(rounds*n), "fallback-fraction")
+	conns := float64(rounds * n)
+	b.ReportMetric(float64(toadCPU[0].Microseconds())/conns, "toad-capture-cpu-µs/conn")
+	b.ReportMetric(float64(toadCPU[1].Microseconds())/conns, "toad-preload-cpu-µs/conn")
+	b.ReportMetric(float64(toadSwitches[0])/conns, "toad-capture-sleeps/conn")
+	b.ReportMetric(float64(toadSwitches[1])/conns, "toad-preload-sleeps/conn")
 	b.ReportMetric(0, "ns/op")
 	if fallbacks > rounds*n/10 {
 		b.Errorf("%d of %d connections got the proxy's address with the library: toad answered too late", fallbacks, rounds*n)

@@ -25,8 +25,8 @@ type Result struct {
 	// CPU is toad's CPU time over it, user and system, at the resolution
 	// of /proc (10 ms).
 	CPU time.Duration
-	// Switches counts the times toad's threads were switched in
-	// (voluntary and involuntary context switches): its wakeups.
+	// Switches counts the times toad's threads went to sleep (their
+	// voluntary context switches): its wakeups.
 	Switches int64
 	// Threads is how many threads toad had.
 	Threads int

@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/toad-project/toad/internal/cputime"
 	"github.com/toad-project/toad/internal/netnstest"
 )
 
@@ -111,44 +111,12 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	return Result{Duration: time.Since(start), Settle: cfg.Settle, CPU: cpu1 - cpu0, Switches: sw1 - sw0, Threads: threads}, nil
 }
 
-// userHZ is the unit of the CPU times in /proc/PID/stat.
-const userHZ = 100
-
 // usage returns process pid's CPU time, the context switches of all its
 // threads, and how many threads it has.
 func usage(pid int) (cpu time.Duration, switches int64, threads int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	if cpu, err = cputime.Of(pid); err != nil {
 		return 0, 0, 0, err
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, 0, 0, fmt.Errorf("/proc/%d/stat: unexpected %q", pid, b)
-	}
-	for _, s := range f[11:13] { // utime, stime
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		cpu += time.Duration(n) * time.Second / userHZ
-	}
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for _, t := range tasks {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
-		if err != nil {
-			continue // the thread ended
-		}
-		for line := range strings.SplitSeq(string(st), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if ok && strings.HasSuffix(k, "ctxt_switches") {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				switches += n
-			}
-		}
-	}
-	return cpu, switches, len(tasks), nil
+	switches, threads, err = cputime.Sleeps(pid)
+	return cpu, switches, threads, err
 }

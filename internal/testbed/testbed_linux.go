@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toad-project/toad/internal/cputime"
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 )
@@ -196,39 +196,15 @@ func (td *Process) Log() string {
 	return td.log.String()
 }
 
-// userHZ is the unit of the CPU times in /proc/PID/stat: USER_HZ, 100 on
-// every Linux architecture Go supports.
-const userHZ = 100
-
 // CPU returns the CPU time the process has used so far, user and system,
 // at the resolution of /proc (10 ms).
-func (td *Process) CPU() (time.Duration, error) {
-	return CPU(td.PID())
-}
+func (td *Process) CPU() (time.Duration, error) { return cputime.Of(td.PID()) }
 
-// CPU returns the CPU time process pid has used so far, user and system,
-// at the resolution of /proc (10 ms).
-func CPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("CPU time: %w", err)
-	}
-	// The command name, in parentheses, may hold spaces: fields count from
-	// after it. utime and stime are fields 14 and 15 of the whole line.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("CPU time: /proc/%d/stat: unexpected %q", pid, b)
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("CPU time: /proc/%d/stat: %w", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+// Sleeps returns how many times the process's threads have gone to sleep
+// so far (see cputime.Sleeps).
+func (td *Process) Sleeps() (int64, error) {
+	n, _, err := cputime.Sleeps(td.PID())
+	return n, err
 }
 
 // Stop sends the process SIGTERM and waits for it to exit, killing it
