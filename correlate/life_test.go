@@ -3,6 +3,7 @@ package correlate_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -278,18 +279,28 @@ func TestLookupWaitMapped(t *testing.T) {
 func TestSubscribe(t *testing.T) {
 	tab := newTable(t, correlate.Config{Capacity: 64, Shards: 4})
 	fast, slow := tab.Subscribe(16), tab.Subscribe(2)
-	k := keyN(1)
-	observe(tab,
-		synN(1, t0),
-		decode.Record{Time: t0.Add(time.Second), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 99, TOA: clientN(2), TOACount: 1},
-		finN(1, t0.Add(2*time.Second)),
-		synN(3, t0.Add(3*time.Second)),
-	)
 	type ev struct {
 		typ    correlate.EventType
 		client toa.Client
 		state  correlate.State
 	}
+	// A follower sees each event before Observe returns.
+	var followed []ev
+	follower := tab.Follow(func(e *correlate.Event) { followed = append(followed, ev{e.Type, e.Entry.Client, e.Entry.State}) })
+	if follower.Events() != nil {
+		t.Error("a follower has a channel of events")
+	}
+	k := keyN(1)
+	observe(tab, synN(1, t0))
+	if len(followed) != 1 {
+		t.Fatalf("the follower had %d events when Observe returned, want 1", len(followed))
+	}
+	observe(tab,
+		decode.Record{Time: t0.Add(time.Second), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 99, TOA: clientN(2), TOACount: 1},
+		finN(1, t0.Add(2*time.Second)),
+		synN(3, t0.Add(3*time.Second)),
+	)
+	follower.Close()
 	want := []ev{
 		{correlate.EventOpen, clientN(1), correlate.StateOpen},
 		{correlate.EventClose, clientN(1), correlate.StateClosing},
@@ -310,6 +321,18 @@ func TestSubscribe(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("event %d: got %v, want %v", i, got[i], want[i])
 		}
+	}
+	if !slices.Equal(followed, want) {
+		t.Errorf("the follower saw %v, want %v", followed, want)
+	}
+	calls := 0
+	other := newTable(t, correlate.Config{Capacity: 64, Shards: 4})
+	f := other.Follow(func(*correlate.Event) { calls++ })
+	observe(other, synN(1, t0))
+	f.Close()
+	observe(other, synN(2, t0))
+	if calls != 1 {
+		t.Errorf("a follower was called %d times for an event before its Close and one after, want 1", calls)
 	}
 	if fast.Missed() != 0 {
 		t.Errorf("fast subscriber: Missed() = %d, want 0", fast.Missed())

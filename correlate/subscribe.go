@@ -17,7 +17,8 @@ const DefaultSubscriptionBuffer = 1024
 // by Missed. Methods are safe for concurrent use.
 type Subscription struct {
 	t      *Table
-	ch     chan Event
+	ch     chan Event   // nil for a follower
+	fn     func(*Event) // a follower's function
 	mu     sync.RWMutex // held for reading while sending, for writing to close ch
 	ended  bool
 	missed atomic.Uint64
@@ -30,7 +31,20 @@ func (t *Table) Subscribe(buffer int) *Subscription {
 	if buffer <= 0 {
 		buffer = DefaultSubscriptionBuffer
 	}
-	sub := &Subscription{t: t, ch: make(chan Event, buffer)}
+	return t.add(&Subscription{t: t, ch: make(chan Event, buffer)})
+}
+
+// Follow starts a subscription that calls fn with each event rather than
+// buffer it: on the goroutine that changes the table, under the lock of
+// the event's shard, so that fn misses none and sees each key's events in
+// order, and no goroutine is woken to receive them. fn must be quick and
+// must not call the table. Once Close has returned, fn is not called
+// again. A follower's Events is nil.
+func (t *Table) Follow(fn func(*Event)) *Subscription {
+	return t.add(&Subscription{t: t, fn: fn})
+}
+
+func (t *Table) add(sub *Subscription) *Subscription {
 	t.subsMu.Lock()
 	defer t.subsMu.Unlock()
 	if t.closed.Load() {
@@ -74,7 +88,9 @@ func (s *Subscription) end() {
 	defer s.mu.Unlock()
 	if !s.ended {
 		s.ended = true
-		close(s.ch)
+		if s.ch != nil {
+			close(s.ch)
+		}
 	}
 }
 
@@ -82,6 +98,10 @@ func (s *Subscription) send(e *Event) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.ended {
+		return
+	}
+	if s.fn != nil {
+		s.fn(e)
 		return
 	}
 	select {

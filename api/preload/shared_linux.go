@@ -16,14 +16,14 @@ import (
 
 // The heartbeat: the library stops trusting a table whose heartbeat is
 // older than a second (toad crashed or froze, its entries may be stale)
-// and asks over the socket. It is renewed with every change the writer
-// applies, not by a timer, so that an idle toad sleeps: the connection a
+// and asks over the socket. It is renewed with every change written, not
+// by a timer, so that an idle toad sleeps: the connection a
 // library looks up after an accept was just published, with a fresh
 // heartbeat, and older ones cost a round trip once the table is quiet.
 
 // Source is what a SharedTable mirrors: *correlate.Table is one.
 type Source interface {
-	Subscribe(buffer int) *correlate.Subscription
+	Follow(fn func(*correlate.Event)) *correlate.Subscription
 	Range(fn func(correlate.Entry) bool)
 }
 
@@ -36,9 +36,9 @@ type Source interface {
 // never changes and nobody but toad can write it, passed to each library
 // in its WELCOME.
 //
-// One goroutine writes it, from the table's events; when the events
-// outrun it (the subscription misses some) it clears and rebuilds the
-// table, so that it never holds an entry the table no longer does.
+// It follows the table's events as they happen, on the goroutine that
+// changes the table (the capture's reader): no event is missed, and none
+// costs a wakeup of another goroutine.
 type SharedTable struct {
 	src   Source
 	fd    int
@@ -48,27 +48,31 @@ type SharedTable struct {
 	seed1 uint64
 
 	sub     *correlate.Subscription
-	stop    chan struct{}
-	done    chan struct{}
 	closeMu sync.Once
+
+	// mu serialises the writers: events come from every goroutine that
+	// changes the table, each under its shard's lock (taken before mu).
+	mu       sync.Mutex
+	building bool              // the first build runs: events wait in queue
+	queue    []correlate.Event // in the order they happened
 
 	// fdMu keeps fd open while a WELCOME passes it: a closed descriptor's
 	// number may be another file's by then.
 	fdMu   sync.RWMutex
 	closed bool
 
-	entries, published, removed, full, rebuilds atomic.Uint64
+	entries, published, removed, full atomic.Uint64
 
-	// For tests, run by the writer: do runs functions; noBeat stops the
-	// heartbeat; applied is called after each event is written.
-	do      chan func()
+	// For tests, under mu: noBeat stops the heartbeat; applied is called
+	// after each event is written.
 	noBeat  bool
 	applied func()
 }
 
 // NewSharedTable makes a shared table of slots entries (0 means
 // DefaultSharedSlots; a power of two, at least BucketSlots) mirroring
-// src, and starts the goroutine that writes it. Close stops it.
+// src, fills it with src's open entries and follows src's events. Close
+// stops it.
 func NewSharedTable(src Source, slots int) (*SharedTable, error) {
 	if slots == 0 {
 		slots = DefaultSharedSlots
@@ -107,8 +111,7 @@ func NewSharedTable(src Source, slots int) (*SharedTable, error) {
 	}
 	s := &SharedTable{
 		src: src, fd: fd, mem: mem, slots: uint32(slots),
-		seed0: rand.Uint64(), seed1: rand.Uint64(),
-		stop: make(chan struct{}), done: make(chan struct{}), do: make(chan func()),
+		seed0: rand.Uint64(), seed1: rand.Uint64(), building: true,
 	}
 	ne := binary.NativeEndian
 	ne.PutUint32(mem[hdrMagic:], sharedMagic)
@@ -117,11 +120,9 @@ func NewSharedTable(src Source, slots int) (*SharedTable, error) {
 	ne.PutUint32(mem[hdrBucket:], BucketSlots)
 	ne.PutUint64(mem[hdrSeed0:], s.seed0)
 	ne.PutUint64(mem[hdrSeed1:], s.seed1)
-	s.sub = src.Subscribe(4096)
-	s.rebuild()
-	s.heartbeat()
+	s.sub = src.Follow(s.follow)
+	s.build()
 	atomic.StoreUint32(s.u32(hdrState), stateLive)
-	go s.run()
 	return s, nil
 }
 
@@ -144,30 +145,18 @@ func (s *SharedTable) Size() int { return len(s.mem) }
 func (s *SharedTable) u32(off int) *uint32 { return (*uint32)(unsafe.Pointer(&s.mem[off])) }
 func (s *SharedTable) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&s.mem[off])) }
 
-func (s *SharedTable) run() {
-	defer close(s.done)
-	missed := s.sub.Missed()
-	for {
-		select {
-		case ev, ok := <-s.sub.Events():
-			if !ok {
-				return
-			}
-			s.apply(&ev)
-			s.heartbeat()
-			if s.applied != nil {
-				s.applied()
-			}
-		case fn := <-s.do:
-			fn()
-		case <-s.stop:
-			return
-		}
-		if m := s.sub.Missed(); m != missed {
-			missed = m
-			s.rebuild()
-			s.heartbeat()
-		}
+// follow writes ev, or queues it while the first build runs.
+func (s *SharedTable) follow(ev *correlate.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.building {
+		s.queue = append(s.queue, *ev)
+		return
+	}
+	s.apply(ev)
+	s.heartbeat()
+	if s.applied != nil {
+		s.applied()
 	}
 }
 
@@ -189,23 +178,27 @@ func (s *SharedTable) apply(ev *correlate.Event) {
 	}
 }
 
-// rebuild clears the table and fills it again from the source's open
-// entries, after events were missed.
-func (s *SharedTable) rebuild() {
-	for i := range s.slots {
-		if off := s.slotOff(i); atomic.LoadUint32(s.u32(off+slotFlags))&slotUsed != 0 {
-			s.clear(off)
-		}
-	}
-	s.entries.Store(0)
-	s.rebuilds.Add(1)
+// build fills the table with the source's open entries, then writes the
+// events that came meanwhile, in order: an entry the walk found open and
+// an event then closed is removed, and one the walk saw after its event
+// is written twice, the same.
+func (s *SharedTable) build() {
 	s.src.Range(func(e correlate.Entry) bool {
 		if e.State == correlate.StateOpen {
 			k := keyOf(e.Key.Peer, e.Key.Local)
+			s.mu.Lock()
 			s.put(&k, &e)
+			s.mu.Unlock()
 		}
 		return true
 	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.queue {
+		s.apply(&s.queue[i])
+	}
+	s.queue, s.building = nil, false
+	s.heartbeat()
 }
 
 func (s *SharedTable) slotOff(i uint32) int { return sharedHeader + int(i)*SlotSize }
@@ -310,24 +303,21 @@ type SharedStats struct {
 	Published uint64 // entries written
 	Removed   uint64 // entries removed as their connections closed
 	Full      uint64 // entries not published because their bucket was full
-	Rebuilds  uint64 // times the table was rebuilt after missed events (the first build included)
 }
 
 // Stats returns the table's counters.
 func (s *SharedTable) Stats() SharedStats {
 	return SharedStats{
 		Entries: s.entries.Load(), Published: s.published.Load(), Removed: s.removed.Load(),
-		Full: s.full.Load(), Rebuilds: s.rebuilds.Load(),
+		Full: s.full.Load(),
 	}
 }
 
-// Close stops the writer, marks the table dead (the libraries stop
+// Close stops following the table, marks it dead (the libraries stop
 // reading it) and frees its memory, though libraries may still map it:
 // they then read empty slots. It is idempotent.
 func (s *SharedTable) Close() error {
 	s.closeMu.Do(func() {
-		close(s.stop)
-		<-s.done
 		s.sub.Close()
 		atomic.StoreUint32(s.u32(hdrState), stateDead)
 		unix.Fallocate(s.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, sharedHeader, int64(len(s.mem)-sharedHeader))

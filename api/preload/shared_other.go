@@ -27,7 +27,7 @@ func (s *SharedTable) withRights(func(oob []byte)) bool { return false }
 func (s *SharedTable) Size() int                        { return 0 }
 
 // SharedStats are a SharedTable's counters.
-type SharedStats struct{ Entries, Published, Removed, Full, Rebuilds uint64 }
+type SharedStats struct{ Entries, Published, Removed, Full uint64 }
 
 func (s *SharedTable) Stats() SharedStats { return SharedStats{} }
 func (s *SharedTable) Close() error       { return nil }

@@ -35,9 +35,8 @@ type Stats struct {
 	Fallbacks       uint64 // calls answered with the kernel's address because toad could not answer in time
 
 	// The shared table's, when there is one.
-	SharedEntries  uint64 // connections published in the shared table now
-	SharedFull     uint64 // connections not published because their bucket was full (asked over the socket instead)
-	SharedRebuilds uint64 // rebuilds of the shared table after it fell behind the table's events (the first build included)
+	SharedEntries uint64 // connections published in the shared table now
+	SharedFull    uint64 // connections not published because their bucket was full (asked over the socket instead)
 }
 
 // counters are a Server's live Stats.
@@ -89,7 +88,7 @@ func (s *Server) Stats() Stats {
 	}
 	if sh := s.cfg.Shared; sh != nil {
 		st := sh.Stats()
-		out.SharedEntries, out.SharedFull, out.SharedRebuilds = st.Entries, st.Full, st.Rebuilds
+		out.SharedEntries, out.SharedFull = st.Entries, st.Full
 	}
 	return out
 }
@@ -122,5 +121,4 @@ var Counters = []Counter{
 	{Name: "preload_fallbacks", Help: "Calls answered with the kernel's address because toad could not answer (absent, slow, busy or stopping).", Value: func(s *Stats) uint64 { return s.Fallbacks }},
 	{Name: "preload_shared_entries", Help: "Connections published in the shared table the preload libraries read without asking.", Gauge: true, Value: func(s *Stats) uint64 { return s.SharedEntries }},
 	{Name: "preload_shared_full", Help: "Connections left out of the shared table because their bucket was full; the libraries asked about them over the socket.", Value: func(s *Stats) uint64 { return s.SharedFull }},
-	{Name: "preload_shared_rebuilds", Help: "Rebuilds of the shared table after it fell behind the table's events, the first build included.", Value: func(s *Stats) uint64 { return s.SharedRebuilds }},
 }
