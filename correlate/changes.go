@@ -56,12 +56,13 @@ type shardLog struct {
 	lost uint64 // changes dropped since the last drain
 
 	// The first change after a drain sets the shard's bit in the
-	// recorder's dirty set and signals pending, so that a drain visits
-	// only the shards that changed, and a writer with nothing to write
-	// sleeps.
-	dirty   *atomic.Uint64
-	bit     uint64
-	pending chan struct{}
+	// recorder's dirty set, so that a drain visits only the shards that
+	// changed, and the first of any shard signals pending, so that a
+	// writer with nothing to write sleeps and is woken once a drain.
+	dirty    *atomic.Uint64
+	bit      uint64
+	signaled *atomic.Bool
+	pending  chan struct{}
 }
 
 // mark notes that the shard has changes to drain, before the first one
@@ -69,9 +70,11 @@ type shardLog struct {
 func (l *shardLog) mark() {
 	if len(l.buf) == 0 && l.lost == 0 {
 		l.dirty.Or(l.bit)
-		select {
-		case l.pending <- struct{}{}:
-		default:
+		if !l.signaled.Load() && l.signaled.CompareAndSwap(false, true) {
+			select {
+			case l.pending <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -223,11 +226,12 @@ func changeLen(c uint8) int {
 // change and counts it: Drain reports it, and the journal must then write
 // the table whole. Drain and Stop are for one goroutine at a time.
 type Recorder struct {
-	t       *Table
-	logs    []*shardLog     // each shard's
-	spare   [][]byte        // each shard's other buffer
-	dirty   []atomic.Uint64 // the shards with changes, a bit each
-	pending chan struct{}
+	t        *Table
+	logs     []*shardLog     // each shard's
+	spare    [][]byte        // each shard's other buffer
+	dirty    []atomic.Uint64 // the shards with changes, a bit each
+	signaled atomic.Bool     // pending was signaled since the last drain
+	pending  chan struct{}
 }
 
 // ErrRecording is returned by Record when the table is already recording.
@@ -249,7 +253,7 @@ func (t *Table) Record(perShard int) (*Recorder, error) {
 		dirty: make([]atomic.Uint64, (len(t.shards)+63)/64), pending: make(chan struct{}, 1)}
 	for i := range t.shards {
 		r.logs[i] = &shardLog{buf: make([]byte, 0, min(perShard, 16<<10)), max: perShard,
-			dirty: &r.dirty[i/64], bit: 1 << (i % 64), pending: r.pending}
+			dirty: &r.dirty[i/64], bit: 1 << (i % 64), signaled: &r.signaled, pending: r.pending}
 		r.spare[i] = make([]byte, 0, min(perShard, 16<<10))
 	}
 	for i := len(t.shards) - 1; i > 0; i-- {
@@ -273,6 +277,9 @@ func (r *Recorder) Pending() <-chan struct{} { return r.pending }
 // changes were dropped meanwhile because a shard's buffer was full. It
 // visits only the shards that changed.
 func (r *Recorder) Drain(dst []byte) (out []byte, records int, lost uint64) {
+	// Cleared before the dirty bits are taken: a change marked after
+	// that signals again.
+	r.signaled.Store(false)
 	for w := range r.dirty {
 		for bits := r.dirty[w].Swap(0); bits != 0; bits &= bits - 1 {
 			i := w*64 + mbits.TrailingZeros64(bits)
