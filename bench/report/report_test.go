@@ -88,7 +88,8 @@ func sample() *Report {
 		Idle: &idlecost.Result{Duration: time.Minute, Settle: 5 * time.Second, CPU: 10 * time.Millisecond, Switches: 3, Threads: 8},
 		Preload: &connbench.Result{Config: connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: "3000x"}, Cases: []connbench.Case{
 			{Iterations: 3000, Metrics: map[string]float64{"kernel-conns/s": 3297, "preload-conns/s": 3226, "conns/s-ratio": 1.008,
-				"kernel-p50-µs": 2300, "preload-p50-µs": 2354, "added-p50-µs": 31, "fallback-fraction": 0}},
+				"kernel-p50-µs": 2300, "preload-p50-µs": 2354, "added-p50-µs": 31, "fallback-fraction": 0,
+				"toad-capture-cpu-µs/conn": 70, "toad-preload-cpu-µs/conn": 80, "toad-capture-sleeps/conn": 2.2, "toad-preload-sleeps/conn": 2.6}},
 		}},
 		Process: &Process{Rounds: 5, Startup: 4 * time.Millisecond, Results: []replaycmp.ProcessResult{
 			{Capture: &replaycmp.Capture{Packets: 80_000, Bytes: 23 << 20, Truth: replaycmp.Mappings{N: 874}},
@@ -115,6 +116,7 @@ func liveCase(name string, p50, echo50, p99, toadCPU, echoCPU, rate, toadShare, 
 	return connbench.Case{Name: name, Iterations: 1000, Metrics: map[string]float64{
 		"p50-µs": p50, "echo-p50-µs": echo50, "p50/echo": p50 / echo50, "p99-µs": p99, "echo-p99-µs": p99 * 0.9,
 		"toad-cpu-µs/conn": toadCPU, "echo-cpu-µs/call": echoCPU, "conns/s": rate,
+		"toad-sleeps/conn": toadCPU / 40, "echo-sleeps/call": echoCPU / 30,
 		"toad-cpu-%": toadShare, "proxy-cpu-%": proxyShare, "bench-cpu-%": benchShare,
 	}}
 }
