@@ -14,10 +14,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
-	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
-	"github.com/toad-project/toad/toa"
 )
 
 // kills is how many times TestCrash's loop kills toad under load; the
@@ -44,16 +42,9 @@ func TestCrash(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	testbed.Proxy(t, b.proxy, fullnat.Config{
-		VIPs:       []netip.AddrPort{vip4},
-		Origin:     origin4,
-		ProxyAddr4: proxyAddr4,
-		TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
-		Placement:  fullnat.DPVS,
-		PortMin:    1024,
-		PortMax:    65535,
-		Device:     "toadp-crash",
-	})
+	cfg := dpvsProxy("toadp-crash")
+	cfg.PortMin, cfg.PortMax = 1024, 65535
+	testbed.Proxy(t, b.proxy, cfg)
 	answers := watchAnswers(t, b.srv4)
 	waiting := newClient(t, b.socket(), client.WithWait(lookupWait),
 		client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.WaitForReady(true))))
