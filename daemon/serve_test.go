@@ -184,13 +184,21 @@ func servingIn(t *testing.T, in func(func() error) error, set func(*Config)) *ru
 	return d
 }
 
-func TestServePcap(t *testing.T) {
-	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	truth, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample())
+// writeSample writes the sample capture into dir, as pcapng, and returns
+// its path and what it holds.
+func writeSample(t *testing.T, dir string) (string, *gen.Truth) {
+	t.Helper()
+	name := filepath.Join(dir, "sample.pcapng")
+	truth, err := gen.WriteFile(name, gen.PCAPNG, gen.Sample())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return name, truth
+}
+
+func TestServePcap(t *testing.T) {
+	dir := t.TempDir()
+	capFile, truth := writeSample(t, dir)
 	sock := filepath.Join(dir, "run", "toad.sock")
 	d := serving(t, func(c *Config) {
 		c.Pcaps, c.Socket, c.Listen, c.Trusted, c.Drain = []string{capFile}, sock, "127.0.0.1:0", trusted, 0
@@ -335,11 +343,7 @@ func hasSeries(m map[string]float64, name string) bool {
 // the drain while lookups are still answered.
 func TestServeDrain(t *testing.T) {
 	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	truth, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample())
-	if err != nil {
-		t.Fatal(err)
-	}
+	capFile, truth := writeSample(t, dir)
 	sock := filepath.Join(dir, "toad.sock")
 	// The checks below take milliseconds; the drain leaves them seconds.
 	d := serving(t, func(c *Config) {
