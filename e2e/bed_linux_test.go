@@ -595,13 +595,8 @@ func finish(t testing.TB, srv *origin, conns ...[]*conn) {
 func check(t testing.TB, conns []*conn, answers []answer, peer netip.Addr, want func(local, peer netip.AddrPort) netip.AddrPort, wantErr error) map[netip.AddrPort]answer {
 	t.Helper()
 	byClient := make(map[netip.AddrPort]answer, len(answers))
-	wrong := 0
-	report := func(format string, args ...any) {
-		t.Helper()
-		if wrong++; wrong <= 10 {
-			t.Errorf(format, args...)
-		}
-	}
+	wrong := &mistakes{t: t}
+	report := wrong.report
 	for _, a := range answers {
 		if a.proto != nil {
 			report("origin: connection from %v: %v", a.peer, a.proto)
@@ -629,10 +624,31 @@ func check(t testing.TB, conns []*conn, answers []answer, peer netip.Addr, want 
 	if len(answers) != len(conns) {
 		report("the origin answered %d connections, the clients opened %d", len(answers), len(conns))
 	}
-	if wrong > 0 {
-		t.Errorf("%d of %d connections wrong", wrong, len(conns))
-	}
+	wrong.summary(len(conns), "connections wrong")
 	return byClient
+}
+
+// mistakes reports the first ten mistakes a check finds, and counts them
+// all: a broken run finds thousands.
+type mistakes struct {
+	t testing.TB
+	n int
+}
+
+func (m *mistakes) report(format string, args ...any) {
+	m.t.Helper()
+	if m.n++; m.n <= 10 {
+		m.t.Errorf(format, args...)
+	}
+}
+
+// summary reports how many of total were wrong, if any were: "N of total
+// what".
+func (m *mistakes) summary(total int, what string) {
+	m.t.Helper()
+	if m.n > 0 {
+		m.t.Errorf("%d of %d %s", m.n, total, what)
+	}
 }
 
 // split divides answers by their peer's address.

@@ -94,13 +94,8 @@ func TestCrash(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 		defer cancel()
-		wrong := 0
-		report := func(format string, args ...any) {
-			t.Helper()
-			if wrong++; wrong <= 10 {
-				t.Errorf(format, args...)
-			}
-		}
+		wrong := &mistakes{t: t}
+		report := wrong.report
 		for cl, a := range live {
 			got, err := b.api.Lookup(ctx, a.peer, a.local)
 			if err != nil || got.Client != cl || got.State != toadv1.ConnectionState_CONNECTION_STATE_OPEN {
@@ -115,9 +110,7 @@ func TestCrash(t *testing.T) {
 				report("closed connection of %v (%v > %v): %v %v, %v; want it closing, or not found", cl, a.peer, a.local, got.Client, got.State, err)
 			}
 		}
-		if wrong > 0 {
-			t.Errorf("%d of %d durable connections wrong after the restart", wrong, len(live)+len(closed))
-		}
+		wrong.summary(len(live)+len(closed), "durable connections wrong after the restart")
 	}
 
 	// SIGKILL with 300 connections open.

@@ -238,19 +238,15 @@ func TestEndToEnd(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 		defer cancel()
-		wrong := 0
+		wrong := &mistakes{t: t}
 		for _, c := range conns {
 			a := byClient[c.local]
 			got, err := b.api.Lookup(ctx, a.peer, a.local)
 			if err != nil || got.Client != c.local {
-				if wrong++; wrong <= 10 {
-					t.Errorf("after the restart, Lookup(%v, %v) = %v, %v; want %v", a.peer, a.local, got.Client, err, c.local)
-				}
+				wrong.report("after the restart, Lookup(%v, %v) = %v, %v; want %v", a.peer, a.local, got.Client, err, c.local)
 			}
 		}
-		if wrong > 0 {
-			t.Errorf("%d of %d connections open across the restart unknown after it", wrong, len(conns))
-		}
+		wrong.summary(len(conns), "connections open across the restart unknown after it")
 
 		// The connections themselves never noticed.
 		for _, c := range conns[:nClients] {
