@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/craft/gen"
 	"github.com/toad-project/toad/internal/scrape"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
@@ -206,11 +207,7 @@ func TestServePcap(t *testing.T) {
 
 	resolved, unknown := 0, 0
 	for _, target := range []string{sock, d.api} {
-		c, err := client.New(target, client.WithWait(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := apitest.Client(t, target, client.WithWait(0))
 		for _, conn := range truth.Conns {
 			got, err := c.Lookup(context.Background(), conn.Peer, conn.Local)
 			if conn.Client.IsZero() || conn.Spoofed {
@@ -372,11 +369,7 @@ func TestServeDrain(t *testing.T) {
 	if code, _ := scrape.Get(t, http.Get, d.metrics, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz during the drain = %d, want 200: the process is alive", code)
 	}
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(0))
 	for _, conn := range truth.Conns {
 		if conn.Client.IsZero() || conn.Spoofed {
 			continue

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
@@ -137,8 +138,8 @@ func newBed(t testing.TB) *bed {
 	// toad may restart under the clients' feet: calls wait for it rather
 	// than fail at once.
 	ready := client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
-	b.api = newClient(t, b.socket(), ready, client.WithWait(0))
-	app := newClient(t, b.socket(), ready, client.WithWait(lookupWait))
+	b.api = apitest.Client(t, b.socket(), ready, client.WithWait(0))
+	app := apitest.Client(t, b.socket(), ready, client.WithWait(lookupWait))
 	b.srv4 = startOrigin(t, b.origin, origin4, app)
 	b.srv6 = startOrigin(t, b.origin, origin6, app)
 	return b
@@ -231,16 +232,6 @@ func (b *bed) argsPersisting(on bool) []string {
 		args = append(args, b.args[i])
 	}
 	return args
-}
-
-func newClient(t testing.TB, target string, opts ...client.Option) *client.Client {
-	t.Helper()
-	c, err := client.New(target, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // stats returns toad's counters.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
@@ -46,7 +47,7 @@ func TestCrash(t *testing.T) {
 	cfg.PortMin, cfg.PortMax = 1024, 65535
 	testbed.Proxy(t, b.proxy, cfg)
 	answers := watchAnswers(t, b.srv4)
-	waiting := newClient(t, b.socket(), client.WithWait(lookupWait),
+	waiting := apitest.Client(t, b.socket(), client.WithWait(lookupWait),
 		client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.WaitForReady(true))))
 	ld := startLoad(b)
 	t.Cleanup(func() { ld.halt() })

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
@@ -102,7 +103,7 @@ func newPreloadBed(t testing.TB) *preloadBed {
 		t.Fatal(err)
 	}
 	b.startToad(t)
-	b.api = newClient(t, filepath.Join(dir, "toad.sock"), client.WithWait(0))
+	b.api = apitest.Client(t, filepath.Join(dir, "toad.sock"), client.WithWait(0))
 	return b
 }
 

@@ -1,5 +1,5 @@
-// Package apitest serves a toad API in tests: a real server on a real
-// unix socket, stopped when the test ends.
+// Package apitest serves and dials a toad API in tests: a real server on a
+// real unix socket and real clients, stopped when the test ends.
 package apitest
 
 import (
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/toad-project/toad/api"
+	"github.com/toad-project/toad/api/client"
 )
 
 // ServeUnix serves srv on a unix socket in a directory of the test's own
@@ -28,4 +29,15 @@ func ServeUnix(t testing.TB, srv *api.Server) string {
 		}
 	})
 	return path
+}
+
+// Client dials target with opts and closes the client when the test ends.
+func Client(t testing.TB, target string, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.New(target, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

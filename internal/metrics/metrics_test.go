@@ -206,11 +206,7 @@ func TestLatency(t *testing.T) {
 	}
 	sock := apitest.ServeUnix(t, srv)
 	srv.SetServing(true)
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	local := netip.MustParseAddrPort("192.0.2.20:8080")
