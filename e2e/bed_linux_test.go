@@ -24,6 +24,7 @@ import (
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/testaddr"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
@@ -31,10 +32,10 @@ import (
 
 // The testbed's documentation addresses.
 var (
-	vip4, vip6             = testbed.VIP4, testbed.VIP6
-	proxyAddr4, proxyAddr6 = testbed.ProxyAddr4, testbed.ProxyAddr6
-	origin4, origin6       = testbed.Origin4, testbed.Origin6
-	trusted                = testbed.Trusted
+	vip4, vip6             = testaddr.VIP4, testaddr.VIP6
+	proxyAddr4, proxyAddr6 = testaddr.ProxyAddr4, testaddr.ProxyAddr6
+	origin4, origin6       = testaddr.Origin4, testaddr.Origin6
+	trusted                = testaddr.Trusted
 
 	attacker4 = netip.MustParseAddr("203.0.113.194")
 	// The attacker runs a FULLNAT proxy of its own: clients in its
