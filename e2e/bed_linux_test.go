@@ -236,11 +236,14 @@ func (b *bed) argsPersisting(on bool) []string {
 }
 
 // stats returns toad's counters.
-func (b *bed) stats(t testing.TB) *toadv1.GetStatsResponse {
+func (b *bed) stats(t testing.TB) *toadv1.GetStatsResponse { return getStats(t, b.api) }
+
+// getStats returns the counters of the toad c calls.
+func getStats(t testing.TB, c *client.Client) *toadv1.GetStatsResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 	defer cancel()
-	st, err := b.api.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
+	st, err := c.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
 	if err != nil {
 		t.Fatalf("GetStats: %v", err)
 	}

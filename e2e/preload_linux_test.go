@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,6 @@ import (
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/testbed"
-	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -428,13 +426,7 @@ func (b *preloadBed) conns(t testing.TB, p *testbed.Program, pg *program, ns *ne
 // preloadStats returns toad's preload counters.
 func (b *preloadBed) preloadStats(t testing.TB) map[string]uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
-	defer cancel()
-	st, err := b.api.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
-	if err != nil {
-		t.Fatalf("GetStats: %v", err)
-	}
-	return st.GetCounters()
+	return getStats(t, b.api).GetCounters()
 }
 
 // TestUnmodifiedPrograms runs nginx, Python's http.server, a Node net
