@@ -40,7 +40,7 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 	}
 	var known *gen.Conn
 	for i := range truth.Conns {
-		if c := &truth.Conns[i]; !c.Client.IsZero() && !c.Spoofed {
+		if c := &truth.Conns[i]; c.Resolvable() {
 			known = c
 			break
 		}

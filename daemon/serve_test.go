@@ -210,7 +210,7 @@ func TestServePcap(t *testing.T) {
 		c := apitest.Client(t, target, client.WithWait(0))
 		for _, conn := range truth.Conns {
 			got, err := c.Lookup(context.Background(), conn.Peer, conn.Local)
-			if conn.Client.IsZero() || conn.Spoofed {
+			if !conn.Resolvable() {
 				if !errors.Is(err, client.ErrNotFound) {
 					t.Errorf("%s: %v > %v (no trusted TOA): %+v, %v; want ErrNotFound", target, conn.Peer, conn.Local, got, err)
 				}
@@ -371,7 +371,7 @@ func TestServeDrain(t *testing.T) {
 	}
 	c := apitest.Client(t, sock, client.WithWait(0))
 	for _, conn := range truth.Conns {
-		if conn.Client.IsZero() || conn.Spoofed {
+		if !conn.Resolvable() {
 			continue
 		}
 		if _, err := c.Lookup(context.Background(), conn.Peer, conn.Local); err != nil {
