@@ -21,11 +21,7 @@ import (
 // as always. (The call's deadline only bounds a toad that would wait.)
 func TestServePcapAnswersAtOnce(t *testing.T) {
 	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	truth, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample())
-	if err != nil {
-		t.Fatal(err)
-	}
+	capFile, truth := writeSample(t, dir)
 	sock := filepath.Join(dir, "toad.sock")
 	serving(t, func(c *Config) {
 		c.Pcaps, c.Socket, c.MaxWait, c.Trusted, c.Drain = []string{capFile}, sock, time.Hour, trusted, 0
@@ -35,7 +31,7 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_, err = svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.250:65000", Local: "192.0.2.20:8080", Wait: durationpb.New(time.Hour)})
+	_, err := svc.Lookup(ctx, &toadv1.LookupRequest{Peer: "198.51.100.250:65000", Local: "192.0.2.20:8080", Wait: durationpb.New(time.Hour)})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("lookup of an unknown connection: %v, want NOT_FOUND", err)
 	}
@@ -44,7 +40,7 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 	}
 	var known *gen.Conn
 	for i := range truth.Conns {
-		if c := &truth.Conns[i]; !c.Client.IsZero() && !c.Spoofed {
+		if c := &truth.Conns[i]; c.Resolvable() {
 			known = c
 			break
 		}
@@ -67,10 +63,7 @@ func TestServePcapAnswersAtOnce(t *testing.T) {
 // anything, is accepted, whatever its value, and warned of at start.
 func TestServeBlockTimeoutDeprecated(t *testing.T) {
 	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	if _, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample()); err != nil {
-		t.Fatal(err)
-	}
+	capFile, _ := writeSample(t, dir)
 	d := serving(t, func(c *Config) {
 		c.Pcaps, c.Socket, c.Drain, c.BlockTimeout = []string{capFile}, filepath.Join(dir, "toad.sock"), 0, 500*time.Microsecond
 	})

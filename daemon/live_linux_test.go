@@ -14,6 +14,7 @@ import (
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
@@ -47,11 +48,7 @@ func TestServeLive(t *testing.T) {
 
 	peer, local := netip.MustParseAddrPort("198.51.100.10:40001"), netip.MustParseAddrPort("192.0.2.20:8080")
 	real := netip.MustParseAddrPort("203.0.113.7:51234")
-	c, err := client.New(sock, client.WithWait(20*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(20*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	w, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})

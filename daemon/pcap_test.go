@@ -11,6 +11,7 @@ import (
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/craft/gen"
 )
@@ -57,11 +58,7 @@ func TestServePcapRotated(t *testing.T) {
 		c.Linger = 24 * time.Hour                     // the table keeps the closed ones, so that every 4-tuple answers
 		c.Pcaps = slices.Sorted(slices.Values(names)) // a shell glob: cap.pcap, cap.pcap1, cap.pcap10, ...
 	})
-	c, err := client.New(d.api, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, d.api, client.WithWait(0))
 	checked := 0
 	for k, want := range last {
 		got, err := c.Lookup(context.Background(), k[0], k[1])

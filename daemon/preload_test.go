@@ -13,6 +13,7 @@ import (
 
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/api/preload"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/scrape"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 )
@@ -57,11 +58,7 @@ func TestServePreload(t *testing.T) {
 		t.Errorf("WELCOME %+v: want OK with the shared table", w)
 	}
 
-	api, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer api.Close()
+	api := apitest.Client(t, sock, client.WithWait(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := api.Service().GetStats(ctx, &toadv1.GetStatsRequest{})

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/craft/gen"
 	"github.com/toad-project/toad/internal/scrape"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
@@ -184,13 +185,21 @@ func servingIn(t *testing.T, in func(func() error) error, set func(*Config)) *ru
 	return d
 }
 
-func TestServePcap(t *testing.T) {
-	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	truth, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample())
+// writeSample writes the sample capture into dir, as pcapng, and returns
+// its path and what it holds.
+func writeSample(t *testing.T, dir string) (string, *gen.Truth) {
+	t.Helper()
+	name := filepath.Join(dir, "sample.pcapng")
+	truth, err := gen.WriteFile(name, gen.PCAPNG, gen.Sample())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return name, truth
+}
+
+func TestServePcap(t *testing.T) {
+	dir := t.TempDir()
+	capFile, truth := writeSample(t, dir)
 	sock := filepath.Join(dir, "run", "toad.sock")
 	d := serving(t, func(c *Config) {
 		c.Pcaps, c.Socket, c.Listen, c.Trusted, c.Drain = []string{capFile}, sock, "127.0.0.1:0", trusted, 0
@@ -198,14 +207,10 @@ func TestServePcap(t *testing.T) {
 
 	resolved, unknown := 0, 0
 	for _, target := range []string{sock, d.api} {
-		c, err := client.New(target, client.WithWait(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := apitest.Client(t, target, client.WithWait(0))
 		for _, conn := range truth.Conns {
 			got, err := c.Lookup(context.Background(), conn.Peer, conn.Local)
-			if conn.Client.IsZero() || conn.Spoofed {
+			if !conn.Resolvable() {
 				if !errors.Is(err, client.ErrNotFound) {
 					t.Errorf("%s: %v > %v (no trusted TOA): %+v, %v; want ErrNotFound", target, conn.Peer, conn.Local, got, err)
 				}
@@ -335,11 +340,7 @@ func hasSeries(m map[string]float64, name string) bool {
 // the drain while lookups are still answered.
 func TestServeDrain(t *testing.T) {
 	dir := t.TempDir()
-	capFile := filepath.Join(dir, "sample.pcapng")
-	truth, err := gen.WriteFile(capFile, gen.PCAPNG, gen.Sample())
-	if err != nil {
-		t.Fatal(err)
-	}
+	capFile, truth := writeSample(t, dir)
 	sock := filepath.Join(dir, "toad.sock")
 	// The checks below take milliseconds; the drain leaves them seconds.
 	d := serving(t, func(c *Config) {
@@ -368,13 +369,9 @@ func TestServeDrain(t *testing.T) {
 	if code, _ := scrape.Get(t, http.Get, d.metrics, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz during the drain = %d, want 200: the process is alive", code)
 	}
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(0))
 	for _, conn := range truth.Conns {
-		if conn.Client.IsZero() || conn.Spoofed {
+		if !conn.Resolvable() {
 			continue
 		}
 		if _, err := c.Lookup(context.Background(), conn.Peer, conn.Local); err != nil {

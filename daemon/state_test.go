@@ -50,7 +50,7 @@ func TestServeState(t *testing.T) {
 		defer c.Close()
 		resolved := 0
 		for _, conn := range append(truth.Conns, truth2.Conns...) {
-			if conn.Client.IsZero() || conn.Spoofed {
+			if !conn.Resolvable() {
 				continue
 			}
 			got, err := c.Lookup(context.Background(), conn.Peer, conn.Local)

@@ -588,14 +588,20 @@ func TestDockerfileChecksFail(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			_, errs := checkDockerfile(df, goVersion)
-			for _, err := range errs {
-				if strings.Contains(err.Error(), tt.want) {
-					return
-				}
-			}
-			t.Errorf("got errors %v, want one containing %q", errs, tt.want)
+			wantError(t, errs, tt.want)
 		})
 	}
+}
+
+// wantError fails t unless one of errs contains want.
+func wantError(t *testing.T, errs []error, want string) {
+	t.Helper()
+	for _, err := range errs {
+		if strings.Contains(err.Error(), want) {
+			return
+		}
+	}
+	t.Errorf("got errors %v, want one containing %q", errs, want)
 }
 
 func TestDockerignoreChecksFail(t *testing.T) {
@@ -610,13 +616,7 @@ func TestDockerignoreChecksFail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs := checkDockerignore(tt.src)
-			for _, err := range errs {
-				if strings.Contains(err.Error(), tt.want) {
-					return
-				}
-			}
-			t.Errorf("got errors %v, want one containing %q", errs, tt.want)
+			wantError(t, checkDockerignore(tt.src), tt.want)
 		})
 	}
 }

@@ -852,12 +852,7 @@ func TestManifestChecksFail(t *testing.T) {
 			}
 			files[tt.file] = []byte(mutated)
 			errs := checkManifests(files, img)
-			for _, err := range errs {
-				if strings.Contains(err.Error(), tt.want) {
-					return
-				}
-			}
-			t.Errorf("got errors %v, want one containing %q", errs, tt.want)
+			wantError(t, errs, tt.want)
 		})
 	}
 }

@@ -262,12 +262,7 @@ func TestPreloadChecksFail(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			_, errs := checkPreloadImage(df, libs)
-			for _, err := range errs {
-				if strings.Contains(err.Error(), tt.want) {
-					return
-				}
-			}
-			t.Errorf("got errors %v, want one containing %q", errs, tt.want)
+			wantError(t, errs, tt.want)
 		})
 	}
 	t.Run("library needing more than libc", func(t *testing.T) {

@@ -20,18 +20,22 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
+	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/testaddr"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
+	"github.com/toad-project/toad/toa"
 )
 
 // The testbed's documentation addresses.
 var (
-	vip4, vip6             = testbed.VIP4, testbed.VIP6
-	proxyAddr4, proxyAddr6 = testbed.ProxyAddr4, testbed.ProxyAddr6
-	origin4, origin6       = testbed.Origin4, testbed.Origin6
-	trusted                = testbed.Trusted
+	vip4, vip6             = testaddr.VIP4, testaddr.VIP6
+	proxyAddr4, proxyAddr6 = testaddr.ProxyAddr4, testaddr.ProxyAddr6
+	origin4, origin6       = testaddr.Origin4, testaddr.Origin6
+	trusted                = testaddr.Trusted
 
 	attacker4 = netip.MustParseAddr("203.0.113.194")
 	// The attacker runs a FULLNAT proxy of its own: clients in its
@@ -106,35 +110,13 @@ func newBed(t testing.TB) *bed {
 		origin: netnstest.New(t, "e2e-o"),
 		attack: netnstest.New(t, "e2e-a"),
 	}
-	var proxyCmds []string
 	for k := range nClients {
 		c := netnstest.New(t, "e2e-c")
 		b.clients = append(b.clients, c)
-		dev := fmt.Sprintf("cli%d", k)
-		netnstest.Veth(t, c, "eth0", b.proxy, dev)
-		a4, a6 := clientAddrs(k)
-		gw4, gw6 := a4.Prev(), a6.Prev()
-		c.IP(t,
-			fmt.Sprintf("addr add %v/26 dev eth0", a4),
-			fmt.Sprintf("addr add %v/64 dev eth0 nodad", a6),
-			fmt.Sprintf("route add 198.51.100.0/24 via %v", gw4),
-			fmt.Sprintf("route add 2001:db8:100::/64 via %v", gw6))
-		proxyCmds = append(proxyCmds,
-			fmt.Sprintf("addr add %v/26 dev %s", gw4, dev),
-			fmt.Sprintf("addr add %v/64 dev %s nodad", gw6, dev))
+		linkClient(t, c, b.proxy, k)
 	}
-	testbed.LinkOrigin(t, b.proxy, b.origin, "route add 203.0.113.192/26 via 192.0.2.1")
-	netnstest.Veth(t, b.attack, "eth0", b.proxy, "atk0")
-	b.proxy.IP(t, append(proxyCmds,
-		"addr add 203.0.113.193/26 dev atk0",
-		fmt.Sprintf("route add %v/32 via %v", attackerProxy, attacker4))...)
-	// The attacker claims to be client0, on its own loopback.
-	victim, _ := clientAddrs(0)
-	b.attack.IP(t,
-		fmt.Sprintf("addr add %v/26 dev eth0", attacker4),
-		fmt.Sprintf("addr add %v/32 dev lo", victim),
-		"route add 192.0.2.0/24 via 203.0.113.193")
-	b.attack.Sysctl(t, "net.ipv4.ip_forward", "1")
+	testbed.LinkOrigin(t, b.proxy, b.origin, originToAttacker)
+	linkAttacker(t, b.attack, b.proxy)
 
 	b.bin = testbed.BuildToad(t)
 	// t.TempDir's path holds the test's name: too long for a unix socket.
@@ -157,11 +139,78 @@ func newBed(t testing.TB) *bed {
 	// toad may restart under the clients' feet: calls wait for it rather
 	// than fail at once.
 	ready := client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
-	b.api = newClient(t, b.socket(), ready, client.WithWait(0))
-	app := newClient(t, b.socket(), ready, client.WithWait(lookupWait))
+	b.api = apitest.Client(t, b.socket(), ready, client.WithWait(0))
+	app := apitest.Client(t, b.socket(), ready, client.WithWait(lookupWait))
 	b.srv4 = startOrigin(t, b.origin, origin4, app)
 	b.srv6 = startOrigin(t, b.origin, origin6, app)
 	return b
+}
+
+// linkClient joins client k's eth0 to the proxy's cliK, each end with
+// its addresses of client k's /26 and /64, and routes the VIPs' ranges
+// from the client through the proxy.
+func linkClient(t testing.TB, c, proxy *netnstest.NS, k int) {
+	t.Helper()
+	dev := fmt.Sprintf("cli%d", k)
+	netnstest.Veth(t, c, "eth0", proxy, dev)
+	a4, a6 := clientAddrs(k)
+	gw4, gw6 := a4.Prev(), a6.Prev()
+	c.IP(t,
+		fmt.Sprintf("addr add %v/26 dev eth0", a4),
+		fmt.Sprintf("addr add %v/64 dev eth0 nodad", a6),
+		fmt.Sprintf("route add 198.51.100.0/24 via %v", gw4),
+		fmt.Sprintf("route add 2001:db8:100::/64 via %v", gw6))
+	proxy.IP(t,
+		fmt.Sprintf("addr add %v/26 dev %s", gw4, dev),
+		fmt.Sprintf("addr add %v/64 dev %s nodad", gw6, dev))
+}
+
+// originToAttacker is the origin's route back to the attacker, an extra
+// command for testbed.LinkOrigin.
+const originToAttacker = "route add 203.0.113.192/26 via 192.0.2.1"
+
+// linkAttacker joins the attacker's eth0 to the proxy's atk0. The
+// attacker claims to be client 0, on its own loopback, and forwards for
+// its own FULLNAT proxy, whose origin-side address the proxy routes to it.
+func linkAttacker(t testing.TB, attack, proxy *netnstest.NS) {
+	t.Helper()
+	netnstest.Veth(t, attack, "eth0", proxy, "atk0")
+	proxy.IP(t,
+		"addr add 203.0.113.193/26 dev atk0",
+		fmt.Sprintf("route add %v/32 via %v", attackerProxy, attacker4))
+	victim, _ := clientAddrs(0)
+	attack.IP(t,
+		fmt.Sprintf("addr add %v/26 dev eth0", attacker4),
+		fmt.Sprintf("addr add %v/32 dev lo", victim),
+		"route add 192.0.2.0/24 via 203.0.113.193")
+	attack.Sysctl(t, "net.ipv4.ip_forward", "1")
+}
+
+// dpvsProxy is the proxy of the single-VIP scenarios, on device dev:
+// IPv4 clients to origin4, their TOAs of kind 254 in DPVS's placement.
+func dpvsProxy(dev string) fullnat.Config {
+	return fullnat.Config{
+		VIPs:       []netip.AddrPort{vip4},
+		Origin:     origin4,
+		ProxyAddr4: proxyAddr4,
+		TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
+		Placement:  fullnat.DPVS,
+		Device:     dev,
+	}
+}
+
+// attackersProxy is the attacker's own FULLNAT proxy to origin, on device
+// dev: from attackerVIP, connecting from attackerProxy (outside the
+// trusted ranges), with TOAs of kind 200 that name whoever dialed it.
+func attackersProxy(origin netip.AddrPort, dev string) fullnat.Config {
+	return fullnat.Config{
+		VIPs:       []netip.AddrPort{attackerVIP},
+		Origin:     origin,
+		ProxyAddr4: attackerProxy,
+		TOA4:       fullnat.Option{Dialect: toa.Kind200V4},
+		Placement:  fullnat.LVS,
+		Device:     dev,
+	}
 }
 
 func (b *bed) socket() string { return filepath.Join(b.dir, "toad.sock") }
@@ -186,22 +235,15 @@ func (b *bed) argsPersisting(on bool) []string {
 	return args
 }
 
-func newClient(t testing.TB, target string, opts ...client.Option) *client.Client {
-	t.Helper()
-	c, err := client.New(target, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // stats returns toad's counters.
-func (b *bed) stats(t testing.TB) *toadv1.GetStatsResponse {
+func (b *bed) stats(t testing.TB) *toadv1.GetStatsResponse { return getStats(t, b.api) }
+
+// getStats returns the counters of the toad c calls.
+func getStats(t testing.TB, c *client.Client) *toadv1.GetStatsResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 	defer cancel()
-	st, err := b.api.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
+	st, err := c.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
 	if err != nil {
 		t.Fatalf("GetStats: %v", err)
 	}
@@ -548,13 +590,8 @@ func finish(t testing.TB, srv *origin, conns ...[]*conn) {
 func check(t testing.TB, conns []*conn, answers []answer, peer netip.Addr, want func(local, peer netip.AddrPort) netip.AddrPort, wantErr error) map[netip.AddrPort]answer {
 	t.Helper()
 	byClient := make(map[netip.AddrPort]answer, len(answers))
-	wrong := 0
-	report := func(format string, args ...any) {
-		t.Helper()
-		if wrong++; wrong <= 10 {
-			t.Errorf(format, args...)
-		}
-	}
+	wrong := &mistakes{t: t}
+	report := wrong.report
 	for _, a := range answers {
 		if a.proto != nil {
 			report("origin: connection from %v: %v", a.peer, a.proto)
@@ -582,10 +619,31 @@ func check(t testing.TB, conns []*conn, answers []answer, peer netip.Addr, want 
 	if len(answers) != len(conns) {
 		report("the origin answered %d connections, the clients opened %d", len(answers), len(conns))
 	}
-	if wrong > 0 {
-		t.Errorf("%d of %d connections wrong", wrong, len(conns))
-	}
+	wrong.summary(len(conns), "connections wrong")
 	return byClient
+}
+
+// mistakes reports the first ten mistakes a check finds, and counts them
+// all: a broken run finds thousands.
+type mistakes struct {
+	t testing.TB
+	n int
+}
+
+func (m *mistakes) report(format string, args ...any) {
+	m.t.Helper()
+	if m.n++; m.n <= 10 {
+		m.t.Errorf(format, args...)
+	}
+}
+
+// summary reports how many of total were wrong, if any were: "N of total
+// what".
+func (m *mistakes) summary(total int, what string) {
+	m.t.Helper()
+	if m.n > 0 {
+		m.t.Errorf("%d of %d %s", m.n, total, what)
+	}
 }
 
 // split divides answers by their peer's address.

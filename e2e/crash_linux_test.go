@@ -14,10 +14,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/toad-project/toad/api/client"
-	"github.com/toad-project/toad/internal/fullnat"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/testbed"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
-	"github.com/toad-project/toad/toa"
 )
 
 // kills is how many times TestCrash's loop kills toad under load; the
@@ -44,18 +43,11 @@ func TestCrash(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	testbed.Proxy(t, b.proxy, fullnat.Config{
-		VIPs:       []netip.AddrPort{vip4},
-		Origin:     origin4,
-		ProxyAddr4: proxyAddr4,
-		TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
-		Placement:  fullnat.DPVS,
-		PortMin:    1024,
-		PortMax:    65535,
-		Device:     "toadp-crash",
-	})
+	cfg := dpvsProxy("toadp-crash")
+	cfg.PortMin, cfg.PortMax = 1024, 65535
+	testbed.Proxy(t, b.proxy, cfg)
 	answers := watchAnswers(t, b.srv4)
-	waiting := newClient(t, b.socket(), client.WithWait(lookupWait),
+	waiting := apitest.Client(t, b.socket(), client.WithWait(lookupWait),
 		client.WithDialOptions(grpc.WithDefaultCallOptions(grpc.WaitForReady(true))))
 	ld := startLoad(b)
 	t.Cleanup(func() { ld.halt() })
@@ -103,13 +95,8 @@ func TestCrash(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 		defer cancel()
-		wrong := 0
-		report := func(format string, args ...any) {
-			t.Helper()
-			if wrong++; wrong <= 10 {
-				t.Errorf(format, args...)
-			}
-		}
+		wrong := &mistakes{t: t}
+		report := wrong.report
 		for cl, a := range live {
 			got, err := b.api.Lookup(ctx, a.peer, a.local)
 			if err != nil || got.Client != cl || got.State != toadv1.ConnectionState_CONNECTION_STATE_OPEN {
@@ -124,9 +111,7 @@ func TestCrash(t *testing.T) {
 				report("closed connection of %v (%v > %v): %v %v, %v; want it closing, or not found", cl, a.peer, a.local, got.Client, got.State, err)
 			}
 		}
-		if wrong > 0 {
-			t.Errorf("%d of %d durable connections wrong after the restart", wrong, len(live)+len(closed))
-		}
+		wrong.summary(len(live)+len(closed), "durable connections wrong after the restart")
 	}
 
 	// SIGKILL with 300 connections open.

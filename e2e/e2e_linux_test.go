@@ -143,26 +143,12 @@ func TestEndToEnd(t *testing.T) {
 		// (which the attacker's clients use), and dials it directly too.
 		const forged, direct = 30, 10
 		b.srv4.drain()
-		cfg := fullnat.Config{
-			VIPs:       []netip.AddrPort{vip4},
-			Origin:     origin4,
-			ProxyAddr4: proxyAddr4,
-			TOA4:       fullnat.Option{Dialect: toa.Kind254V4},
-			Placement:  fullnat.DPVS,
-			Device:     "toadp-atk",
-		}
+		cfg := dpvsProxy("toadp-atk")
 		cfg.PortMin, cfg.PortMax = ports()
 		victim, _ := clientAddrs(0)
 		cpu := b.cpu(t)
 		testbed.Proxy(t, b.proxy, cfg)
-		evil := testbed.Proxy(t, b.attack, fullnat.Config{
-			VIPs:       []netip.AddrPort{attackerVIP},
-			Origin:     origin4,
-			ProxyAddr4: attackerProxy,
-			TOA4:       fullnat.Option{Dialect: toa.Kind200V4},
-			Placement:  fullnat.LVS,
-			Device:     "toadatk0",
-		})
+		evil := testbed.Proxy(t, b.attack, attackersProxy(origin4, "toadatk0"))
 		untrusted := b.stats(t).GetTable().GetUntrusted()
 
 		ds := append(b.clientDialers(vip4, perClient),
@@ -252,19 +238,15 @@ func TestEndToEnd(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 		defer cancel()
-		wrong := 0
+		wrong := &mistakes{t: t}
 		for _, c := range conns {
 			a := byClient[c.local]
 			got, err := b.api.Lookup(ctx, a.peer, a.local)
 			if err != nil || got.Client != c.local {
-				if wrong++; wrong <= 10 {
-					t.Errorf("after the restart, Lookup(%v, %v) = %v, %v; want %v", a.peer, a.local, got.Client, err, c.local)
-				}
+				wrong.report("after the restart, Lookup(%v, %v) = %v, %v; want %v", a.peer, a.local, got.Client, err, c.local)
 			}
 		}
-		if wrong > 0 {
-			t.Errorf("%d of %d connections open across the restart unknown after it", wrong, len(conns))
-		}
+		wrong.summary(len(conns), "connections open across the restart unknown after it")
 
 		// The connections themselves never noticed.
 		for _, c := range conns[:nClients] {
@@ -310,16 +292,10 @@ func TestProxyPortReuse(t *testing.T) {
 	// the origin and no socket there still holds a 4-tuple when it comes
 	// back. Until the first run's connections are forgotten, the second
 	// run's first SYNs find no free port and are sent again a second later.
-	testbed.Proxy(t, b.proxy, fullnat.Config{
-		VIPs:         []netip.AddrPort{vip4},
-		Origin:       origin4,
-		ProxyAddr4:   proxyAddr4,
-		TOA4:         fullnat.Option{Dialect: toa.Kind254V4},
-		Placement:    fullnat.DPVS,
-		PortMin:      10000,
-		PortMax:      10000 + nClients*perClient - 1,
-		CloseTimeout: 100 * time.Millisecond,
-	})
+	cfg := dpvsProxy("")
+	cfg.PortMin, cfg.PortMax = 10000, 10000+nClients*perClient-1
+	cfg.CloseTimeout = 100 * time.Millisecond
+	testbed.Proxy(t, b.proxy, cfg)
 	same := func(local, _ netip.AddrPort) netip.AddrPort { return local }
 	for _, r := range []struct {
 		name string

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,11 +17,11 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/testbed"
-	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
 
@@ -64,35 +63,9 @@ func newPreloadBed(t testing.TB) *preloadBed {
 		nextPort: 20000,
 		portSpan: 2000,
 	}
-	netnstest.Veth(t, b.client, "eth0", b.proxy, "cli0")
-	netnstest.Veth(t, b.proxy, "org0", b.origin, "eth0")
-	netnstest.Veth(t, b.attack, "eth0", b.proxy, "atk0")
-	a4, a6 := clientAddrs(0)
-	b.client.IP(t,
-		fmt.Sprintf("addr add %v/26 dev eth0", a4),
-		fmt.Sprintf("addr add %v/64 dev eth0 nodad", a6),
-		fmt.Sprintf("route add 198.51.100.0/24 via %v", a4.Prev()),
-		fmt.Sprintf("route add 2001:db8:100::/64 via %v", a6.Prev()))
-	b.proxy.IP(t,
-		fmt.Sprintf("addr add %v/26 dev cli0", a4.Prev()),
-		fmt.Sprintf("addr add %v/64 dev cli0 nodad", a6.Prev()),
-		"addr add 192.0.2.1/24 dev org0",
-		"addr add 2001:db8:2::1/64 dev org0 nodad",
-		"addr add 203.0.113.193/26 dev atk0",
-		fmt.Sprintf("route add %v/32 via %v", attackerProxy, attacker4))
-	b.proxy.Sysctl(t, "net.ipv4.ip_forward", "1")
-	b.proxy.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
-	b.origin.IP(t,
-		"addr add 192.0.2.20/24 dev eth0",
-		"addr add 2001:db8:2::20/64 dev eth0 nodad",
-		"route add 198.51.100.0/24 via 192.0.2.1",
-		"route add 2001:db8:100::/64 via 2001:db8:2::1",
-		"route add 203.0.113.192/26 via 192.0.2.1")
-	b.attack.IP(t,
-		fmt.Sprintf("addr add %v/26 dev eth0", attacker4),
-		fmt.Sprintf("addr add %v/32 dev lo", a4),
-		"route add 192.0.2.0/24 via 203.0.113.193")
-	b.attack.Sysctl(t, "net.ipv4.ip_forward", "1")
+	linkClient(t, b.client, b.proxy, 0)
+	testbed.LinkOrigin(t, b.proxy, b.origin, originToAttacker)
+	linkAttacker(t, b.attack, b.proxy)
 
 	b.bin = testbed.BuildToad(t)
 	b.lib = testbed.BuildPreload(t)
@@ -128,7 +101,7 @@ func newPreloadBed(t testing.TB) *preloadBed {
 		t.Fatal(err)
 	}
 	b.startToad(t)
-	b.api = newClient(t, filepath.Join(dir, "toad.sock"), client.WithWait(0))
+	b.api = apitest.Client(t, filepath.Join(dir, "toad.sock"), client.WithWait(0))
 	return b
 }
 
@@ -453,13 +426,7 @@ func (b *preloadBed) conns(t testing.TB, p *testbed.Program, pg *program, ns *ne
 // preloadStats returns toad's preload counters.
 func (b *preloadBed) preloadStats(t testing.TB) map[string]uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
-	defer cancel()
-	st, err := b.api.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
-	if err != nil {
-		t.Fatalf("GetStats: %v", err)
-	}
-	return st.GetCounters()
+	return getStats(t, b.api).GetCounters()
 }
 
 // TestUnmodifiedPrograms runs nginx, Python's http.server, a Node net
@@ -556,14 +523,7 @@ func TestUnmodifiedPrograms(t *testing.T) {
 		// The attacker's own FULLNAT proxy names client0 in a 200/8 TOA
 		// of every segment it may; its address is not trusted.
 		b.nextDev++
-		testbed.Proxy(t, b.attack, fullnat.Config{
-			VIPs:       []netip.AddrPort{attackerVIP},
-			Origin:     nginx.addr(),
-			ProxyAddr4: attackerProxy,
-			TOA4:       fullnat.Option{Dialect: toa.Kind200V4},
-			Placement:  fullnat.LVS,
-			Device:     fmt.Sprintf("toadatk%d", b.nextDev),
-		})
+		testbed.Proxy(t, b.attack, attackersProxy(nginx.addr(), fmt.Sprintf("toadatk%d", b.nextDev)))
 		p := nginx.start(t, b, b.env(true))
 		said, _ := b.conns(t, p, nginx, b.attack, client4, attackerVIP, perRun, perRun)
 		for i, got := range said {

@@ -321,6 +321,25 @@ func (s *signalingLookuper) Lookup(ctx context.Context, k correlate.Key, wait ti
 	return s.Lookuper.Lookup(ctx, k, wait)
 }
 
+// startSignaling starts a toad whose first lookup closes the channel
+// returned as it begins.
+func startSignaling(t testing.TB) (*toad, <-chan struct{}) {
+	t.Helper()
+	sig := &signalingLookuper{started: make(chan struct{})}
+	td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
+	return td, sig.started
+}
+
+// waitingLookup asks, with no bound on the wait, for the connection from
+// proxy to origin, and returns once toad has the lookup (started is
+// closed); the answer comes on the channel returned.
+func (w *wire) waitingLookup(started <-chan struct{}) <-chan preload.Answer {
+	answered := make(chan preload.Answer, 1)
+	go func() { answered <- w.lookup(preload.Lookup{Peer: proxy, Local: origin, Wait: time.Hour}) }()
+	<-started
+	return answered
+}
+
 func correlateKey(peer, local netip.AddrPort) correlate.Key { return correlate.KeyOf(peer, local) }
 
 func newShared(t testing.TB, table *correlate.Table, slots int) *preload.SharedTable {

@@ -44,6 +44,47 @@ func env(path string, more ...string) []string {
 	return append([]string{"TOAD_PRELOAD_SOCKET=" + path, "TOAD_PRELOAD_WAIT=30s"}, more...)
 }
 
+// dialAs connects to the listener at local and makes the table hold
+// client for the connection, as its SYN's TOA would; it returns the
+// connection's address, the peer the kernel gives the listener.
+func (d *driver) dialAs(td *toad, local netip.AddrPort, client toa.Client) netip.AddrPort {
+	d.t.Helper()
+	_, p := d.dial(local)
+	td.insert(p, local, client)
+	return p
+}
+
+// peerIs runs a call that returns an address and reports an error unless
+// the address is want.
+func (d *driver) peerIs(want string, format string, args ...any) result {
+	d.t.Helper()
+	r := d.result(format, args...)
+	if r.addr != want {
+		d.t.Errorf("%s: %+v, want %s", fmt.Sprintf(format, args...), r, want)
+	}
+	return r
+}
+
+// acceptAsKernel makes n connections to the listener l at local and
+// accepts them through the library, reporting an error unless every
+// peer is the one the kernel gave.
+func (d *driver) acceptAsKernel(l int, local netip.AddrPort, n int) {
+	d.t.Helper()
+	d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
+	if got, want := d.do("acceptn %d %d 128", l, n), fmt.Sprintf("ok kernel=%d other=0", n); got != want {
+		d.t.Errorf("acceptn: %q, want %q: every peer as the kernel said", got, want)
+	}
+}
+
+// statsAtExit ends d and returns td's counters once d's library has hung
+// up, so that they count all it did.
+func (td *toad) statsAtExit(d *driver) preload.Stats {
+	td.t.Helper()
+	d.exit()
+	td.idle()
+	return td.srv.Stats()
+}
+
 var (
 	cli4  = client4("203.0.113.7:51234")
 	cli4b = client4("198.51.100.77:1")
@@ -54,8 +95,7 @@ var scenarios = []scenario{
 	{"accept", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p1 := d.dial(local)
-		td.insert(p1, local, cli4)
+		p1 := d.dialAs(td, local, cli4)
 		r := d.result("accept %d 128", l)
 		want := result{fd: r.fd, len: "16", addr: inet(4, addrPort(cli4)), kpeer: inet(4, p1), intact: true}
 		if r != want {
@@ -64,14 +104,11 @@ var scenarios = []scenario{
 		if g := d.result("getpeername %d 128", r.fd); g != want {
 			t.Errorf("getpeername: %+v, want %+v", g, want)
 		}
-		_, p2 := d.dial(local)
-		td.insert(p2, local, cli4b)
-		if r := d.result("accept4 %d 128", l); r.addr != inet(4, addrPort(cli4b)) || r.len != "16" {
-			t.Errorf("accept4: %+v, want %s", r, inet(4, addrPort(cli4b)))
+		d.dialAs(td, local, cli4b)
+		if r := d.peerIs(inet(4, addrPort(cli4b)), "accept4 %d 128", l); r.len != "16" {
+			t.Errorf("accept4: %+v, want 16 bytes", r)
 		}
-		d.exit()
-		td.idle()
-		st := td.srv.Stats()
+		st := td.statsAtExit(d)
 		// getpeername is answered from what accept learnt: no lookup.
 		if st.Lookups != 2 || st.Found != 2 || st.GetnameOK != 3 {
 			t.Errorf("stats %+v, want 2 lookups found and 3 calls answered", st)
@@ -81,20 +118,15 @@ var scenarios = []scenario{
 	{"null address", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		d.dialAs(td, local, cli4)
 		r := d.result("accept %d -1", l)
 		if r.len != "-" {
 			t.Fatalf("accept with a NULL address: %+v", r)
 		}
 		for range 2 {
-			if g := d.result("getpeername %d 128", r.fd); g.addr != inet(4, addrPort(cli4)) {
-				t.Errorf("getpeername after accept(NULL): %+v, want %s", g, inet(4, addrPort(cli4)))
-			}
+			d.peerIs(inet(4, addrPort(cli4)), "getpeername %d 128", r.fd)
 		}
-		d.exit()
-		td.idle()
-		if st := td.srv.Stats(); st.Lookups != 1 || st.GetnameOK != 2 {
+		if st := td.statsAtExit(d); st.Lookups != 1 || st.GetnameOK != 2 {
 			t.Errorf("stats %+v, want 1 lookup (at the first getpeername) and 2 calls answered", st)
 		}
 	}},
@@ -104,8 +136,7 @@ var scenarios = []scenario{
 		l, local := d.listen(4, "127.0.0.1")
 		sa := sockaddr4(addrPort(cli4))
 		for _, capacity := range []int{8, 0, 15} {
-			_, p := d.dial(local)
-			td.insert(p, local, cli4)
+			p := d.dialAs(td, local, cli4)
 			r := d.result("accept %d %d", l, capacity)
 			want := result{fd: r.fd, len: "16", addr: "cut:" + hex.EncodeToString(sa[:capacity]), kpeer: inet(4, p), intact: true}
 			if r != want {
@@ -117,8 +148,7 @@ var scenarios = []scenario{
 		}
 		// A dual-stack socket's address needs 28 bytes: 16 hold a part.
 		l6, local6 := d.listen(6, "::")
-		_, p := d.dial(local6)
-		td.insert(p, local6, cli4)
+		d.dialAs(td, local6, cli4)
 		sa6 := sockaddr6(addrPort(cli4))
 		r := d.result("accept %d 16", l6)
 		if r.addr != "cut:"+hex.EncodeToString(sa6[:16]) || r.len != "28" || !r.intact {
@@ -130,25 +160,19 @@ var scenarios = []scenario{
 	{"ipv4 client on ipv6 socket", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		l, local := d.listen(6, "::")
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		p := d.dialAs(td, local, cli4)
 		r := d.result("accept %d 128", l)
 		if want := (result{fd: r.fd, len: "28", addr: inet(6, addrPort(cli4)), kpeer: inet(6, p), intact: true}); r != want {
 			t.Errorf("accept: %+v, want %+v", r, want)
 		}
 		// A dialect without a port gives port 0, never the proxy's.
-		_, p = d.dial(local)
-		noPort := toa.Client{Dialect: toa.Kind28V4, Addr: netip.MustParseAddr("192.0.2.9")}
-		td.insert(p, local, noPort)
-		if r := d.result("accept %d 128", l); r.addr != "inet6:[::ffff:192.0.2.9]:0" {
-			t.Errorf("client without a port: %+v, want inet6:[::ffff:192.0.2.9]:0", r)
-		}
+		d.dialAs(td, local, toa.Client{Dialect: toa.Kind28V4, Addr: netip.MustParseAddr("192.0.2.9")})
+		d.peerIs("inet6:[::ffff:192.0.2.9]:0", "accept %d 128", l)
 		// An IPv6 peer and client on the same socket.
 		l6, local6 := d.listen(6, "::1")
-		_, p6 := d.dial(local6)
-		td.insert(p6, local6, cli6)
-		if r := d.result("accept %d 128", l6); r.addr != inet(6, addrPort(cli6)) || r.len != "28" {
-			t.Errorf("IPv6 client: %+v, want %s", r, inet(6, addrPort(cli6)))
+		d.dialAs(td, local6, cli6)
+		if r := d.peerIs(inet(6, addrPort(cli6)), "accept %d 128", l6); r.len != "28" {
+			t.Errorf("IPv6 client: %+v, want 28 bytes", r)
 		}
 		d.exit()
 	}},
@@ -156,23 +180,17 @@ var scenarios = []scenario{
 	{"ipv6 client on ipv4 socket", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p1 := d.dial(local)
-		td.insert(p1, local, cli6)
-		if r := d.result("accept %d 128", l); r.addr != inet(6, addrPort(cli6)) || r.len != "28" || !r.intact {
-			t.Errorf("room for 28 bytes: %+v, want %s", r, inet(6, addrPort(cli6)))
+		d.dialAs(td, local, cli6)
+		if r := d.peerIs(inet(6, addrPort(cli6)), "accept %d 128", l); r.len != "28" || !r.intact {
+			t.Errorf("room for 28 bytes: %+v, want 28 bytes and the rest intact", r)
 		}
-		_, p2 := d.dial(local)
-		td.insert(p2, local, cli6)
+		p2 := d.dialAs(td, local, cli6)
 		r := d.result("accept %d 16", l)
 		if want := (result{fd: r.fd, len: "16", addr: inet(4, p2), kpeer: inet(4, p2), intact: true}); r != want {
 			t.Errorf("room for 16 bytes: %+v, want the kernel's address %+v", r, want)
 		}
-		if g := d.result("getpeername %d 128", r.fd); g.addr != inet(6, addrPort(cli6)) {
-			t.Errorf("getpeername with room for 28: %+v, want %s", g, inet(6, addrPort(cli6)))
-		}
-		d.exit()
-		td.idle()
-		if st := td.srv.Stats(); st.GetnameMismatch != 1 || st.GetnameOK != 2 {
+		d.peerIs(inet(6, addrPort(cli6)), "getpeername %d 128", r.fd)
+		if st := td.statsAtExit(d); st.GetnameMismatch != 1 || st.GetnameOK != 2 {
 			t.Errorf("stats %+v, want 1 mismatch and 2 answered", st)
 		}
 	}},
@@ -184,27 +202,19 @@ var scenarios = []scenario{
 		td := startToad(t, nil)
 		d := startDriver(t, lc, true, env(td.path, "TOAD_PRELOAD_FAMILY=socket")...)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.dial(local)
-		td.insert(p, local, cli6)
+		p := d.dialAs(td, local, cli6)
 		r := d.result("accept %d 128", l)
 		if want := (result{fd: r.fd, len: "16", addr: inet(4, p), kpeer: inet(4, p), intact: true}); r != want {
 			t.Errorf("accept: %+v, want the kernel's address %+v", r, want)
 		}
-		if g := d.result("getpeername %d 128", r.fd); g.addr != inet(4, p) {
-			t.Errorf("getpeername: %+v, want the kernel's %s", g, inet(4, p))
-		}
+		d.peerIs(inet(4, p), "getpeername %d 128", r.fd)
 		if got := d.do("getsockopt %d 20", r.fd); got != "ok len=20 addr=[2001:db8::7]:443" {
 			t.Errorf("getsockopt 4096: %q, want the client", got)
 		}
 		// An IPv4 client on the same socket is given as ever.
-		_, p4 := d.dial(local)
-		td.insert(p4, local, cli4)
-		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4)) {
-			t.Errorf("IPv4 client: %+v, want %s", r, inet(4, addrPort(cli4)))
-		}
-		d.exit()
-		td.idle()
-		if st := td.srv.Stats(); st.GetnameMismatch != 2 || st.GetnameOK != 2 {
+		d.dialAs(td, local, cli4)
+		d.peerIs(inet(4, addrPort(cli4)), "accept %d 128", l)
+		if st := td.statsAtExit(d); st.GetnameMismatch != 2 || st.GetnameOK != 2 {
 			t.Errorf("stats %+v, want 2 mismatches (accept, getpeername) and 2 answered (getsockopt, the IPv4 client)", st)
 		}
 	}},
@@ -284,9 +294,7 @@ var scenarios = []scenario{
 		// An outgoing connection's peer is the server it dialed.
 		_, local := d.listen(4, "127.0.0.1")
 		c, _ := d.dial(local)
-		if r := d.result("getpeername %d 128", c); r.addr != inet(4, local) {
-			t.Errorf("outgoing connection: %+v, want %s", r, inet(4, local))
-		}
+		d.peerIs(inet(4, local), "getpeername %d 128", c)
 		d.exit()
 		ctl.exit()
 		if st := td.srv.Stats(); st.ConnsAccepted != 0 {
@@ -312,8 +320,7 @@ var scenarios = []scenario{
 			{cli6, 128, inet(6, addrPort(cli6))},
 			{cli6, 16, ""}, // the kernel's address: no room for the IPv6 client
 		} {
-			_, p := d.dial(local)
-			td.insert(p, local, tc.client)
+			p := d.dialAs(td, local, tc.client)
 			td.waitApplied(1)
 			want := tc.want
 			if want == "" {
@@ -323,16 +330,11 @@ var scenarios = []scenario{
 				t.Errorf("accept %d: %+v, want %s", i, r, want)
 			}
 		}
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		d.dialAs(td, local, cli4)
 		td.waitApplied(1)
 		fd := d.result("accept %d -1", l).fd
-		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, addrPort(cli4)) {
-			t.Errorf("getpeername after accept(NULL): %+v, want %s", r, inet(4, addrPort(cli4)))
-		}
-		d.exit()
-		td.idle()
-		st := td.srv.Stats()
+		d.peerIs(inet(4, addrPort(cli4)), "getpeername %d 128", fd)
+		st := td.statsAtExit(d)
 		if st.Lookups != 1 || st.GetnameOK != 4 || st.GetnameMismatch != 1 || st.SharedEntries != 5 {
 			t.Errorf("stats %+v, want 1 lookup over the socket, 4 answered, 1 mismatch, 5 shared entries", st)
 		}
@@ -341,22 +343,16 @@ var scenarios = []scenario{
 	{"shared table without closed connections", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc, shared())
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		d.dialAs(td, local, cli4)
 		td.waitApplied(1)
 		d.result("accept %d 128", l) // maps the table
 		// A connection that closed before accept: its 4-tuple may be a
 		// new connection's already, which only the table can tell.
-		_, p = d.dial(local)
-		td.insert(p, local, cli4b)
+		p := d.dialAs(td, local, cli4b)
 		td.finish(p, local)
 		td.waitApplied(2)
-		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4b)) {
-			t.Errorf("closing connection: %+v, want %s from the table", r, inet(4, addrPort(cli4b)))
-		}
-		d.exit()
-		td.idle()
-		if st := td.srv.Stats(); st.Lookups != 2 || st.SharedEntries != 1 {
+		d.peerIs(inet(4, addrPort(cli4b)), "accept %d 128", l)
+		if st := td.statsAtExit(d); st.Lookups != 2 || st.SharedEntries != 1 {
 			t.Errorf("stats %+v, want the closing connection asked over the socket and 1 shared entry", st)
 		}
 	}},
@@ -366,16 +362,11 @@ var scenarios = []scenario{
 		l, local := d.listen(4, "127.0.0.1")
 		td.shared.StopHeartbeat()
 		for range 3 {
-			_, p := d.dial(local)
-			td.insert(p, local, cli4)
+			d.dialAs(td, local, cli4)
 			td.waitApplied(1)
-			if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4)) {
-				t.Errorf("accept: %+v, want %s", r, inet(4, addrPort(cli4)))
-			}
+			d.peerIs(inet(4, addrPort(cli4)), "accept %d 128", l)
 		}
-		d.exit()
-		td.idle()
-		if st := td.srv.Stats(); st.Lookups != 3 {
+		if st := td.statsAtExit(d); st.Lookups != 3 {
 			t.Errorf("stats %+v, want every lookup over the socket: the table's heartbeat stopped", st)
 		}
 	}},
@@ -385,8 +376,7 @@ var scenarios = []scenario{
 		l, local := d.listen(4, "127.0.0.1")
 
 		// dup2 puts another socket behind a descriptor the library knows.
-		_, p1 := d.dial(local)
-		td.insert(p1, local, cli4)
+		d.dialAs(td, local, cli4)
 		a := d.result("accept %d 128", l).fd
 		_, p2 := d.dial(local)
 		b := atoi(t, d.ok("rawaccept %d", l)[0])
@@ -434,13 +424,8 @@ var scenarios = []scenario{
 		td, d := setup(t, lc, trusting("192.0.2.0/24", "2001:db8::/32"))
 		l, local := d.listen(4, "127.0.0.1")
 		const n = 10
-		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
-		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
-			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
-		}
-		d.exit()
-		td.idle()
-		st := td.srv.Stats()
+		d.acceptAsKernel(l, local, n)
+		st := td.statsAtExit(d)
 		if st.Hellos != 1 || st.Lookups != 0 || st.GetnameBypass != n {
 			t.Errorf("stats %+v, want 1 hello, no lookup, %d bypassed", st, n)
 		}
@@ -450,16 +435,10 @@ var scenarios = []scenario{
 		path := socketPath(t)
 		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1h", "TOAD_PRELOAD_DEBUG=1")...)
 		l, local := d.listen(4, "127.0.0.1")
-		const n = 20
-		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
-		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
-			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
-		}
+		d.acceptAsKernel(l, local, 20)
 		_, p := d.dial(local)
 		fd := d.result("accept %d -1", l).fd
-		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, p) {
-			t.Errorf("getpeername: %+v, want %s", r, inet(4, p))
-		}
+		d.peerIs(inet(4, p), "getpeername %d 128", fd)
 		d.exit()
 		if c := strings.Count(d.stderr.String(), "connect "+path); c != 1 {
 			t.Errorf("%d connects to the absent toad, want 1 (the circuit breaker's); log:\n%s", c, d.stderr)
@@ -488,11 +467,7 @@ var scenarios = []scenario{
 		}()
 		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1h")...)
 		l, local := d.listen(4, "127.0.0.1")
-		const n = 20
-		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
-		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
-			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
-		}
+		d.acceptAsKernel(l, local, 20)
 		d.exit()
 		// The library waited for each connection it made to be hung up on,
 		// so every one was accepted by now.
@@ -517,11 +492,7 @@ var scenarios = []scenario{
 		})
 		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=5ms", "TOAD_PRELOAD_RETRY=1h")
 		l, local := d.listen(4, "127.0.0.1")
-		const n = 20
-		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d %d", local.Port(), n)
-		if got := d.do("acceptn %d %d 128", l, n); got != fmt.Sprintf("ok kernel=%d other=0", n) {
-			t.Errorf("acceptn: %q, want every peer as the kernel said", got)
-		}
+		d.acceptAsKernel(l, local, 20)
 		d.exit()
 		// Connections are accepted in the order they were made: once a
 		// last one of ours is served, every one of the library's was.
@@ -558,8 +529,7 @@ var scenarios = []scenario{
 			if i == 1000 {
 				t.Fatal("the library did not come back to toad in 1000 connections")
 			}
-			_, p := d.dial(local)
-			td.insert(p, local, cli4)
+			d.dialAs(td, local, cli4)
 			if r := d.result("accept %d 128", l); r.addr == inet(4, addrPort(cli4)) {
 				break
 			}
@@ -568,14 +538,13 @@ var scenarios = []scenario{
 	}},
 
 	{"waits for the handshake", func(t *testing.T, lc libc) {
-		sig := &signalingLookuper{started: make(chan struct{})}
-		td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
+		td, started := startSignaling(t)
 		d := startDriver(t, lc, true, env(td.path)...)
 		l, local := d.listen(4, "127.0.0.1")
 		_, p := d.dial(local)
 		d.send("accept %d 128", l)
 		select {
-		case <-sig.started:
+		case <-started:
 		case <-time.After(deadline):
 			t.Fatal("the library never asked")
 		}
@@ -619,13 +588,9 @@ var scenarios = []scenario{
 		d := startDriver(t, lc, true, "TOAD_PRELOAD_SOCKET="+path, "TOAD_PRELOAD_WAIT=1s")
 		l, local := d.listen(4, "127.0.0.1")
 		_, p := d.dial(local)
-		if r := d.result("accept %d 128", l); r.addr != inet(4, p) {
-			t.Errorf("unanswered lookup: %+v, want the kernel's %s after the wait", r, inet(4, p))
-		}
+		d.peerIs(inet(4, p), "accept %d 128", l) // the kernel's, once the wait ran out
 		d.dial(local)
-		if r := d.result("accept %d 128", l); r.addr != inet(4, addrPort(cli4b)) {
-			t.Errorf("second lookup: %+v, want its own answer %s", r, inet(4, addrPort(cli4b)))
-		}
+		d.peerIs(inet(4, addrPort(cli4b)), "accept %d 128", l) // its own answer, not the first's
 		d.exit()
 		if n := fake.conns.Load(); n != 1 {
 			t.Errorf("%d connections, want 1: a timeout keeps the connection", n)
@@ -642,10 +607,7 @@ var scenarios = []scenario{
 		})
 		d := startDriver(t, lc, true, env(path, "TOAD_PRELOAD_RETRY=1h", "TOAD_PRELOAD_DEBUG=1")...)
 		l, local := d.listen(4, "127.0.0.1")
-		d.ok("connectn 4 127.0.0.1 127.0.0.1 %d 5", local.Port())
-		if got := d.do("acceptn %d 5 128", l); got != "ok kernel=5 other=0" {
-			t.Errorf("acceptn: %q, want the kernel's addresses", got)
-		}
+		d.acceptAsKernel(l, local, 5)
 		d.exit()
 		if !strings.Contains(d.stderr.String(), "protocol version 2") {
 			t.Errorf("the debug log does not name the mismatch:\n%s", d.stderr)
@@ -661,20 +623,16 @@ var scenarios = []scenario{
 		td := startToad(t, nil)
 		d := startDriver(t, lc, true, env(td.path, "LD_PRELOAD="+lc.reenter+" "+lc.lib)...)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		d.dialAs(td, local, cli4)
 		fd := d.result("accept %d -1", l).fd
-		if r := d.result("getpeername %d 128", fd); r.addr != inet(4, addrPort(cli4)) {
-			t.Errorf("getpeername: %+v, want %s", r, inet(4, addrPort(cli4)))
-		}
+		d.peerIs(inet(4, addrPort(cli4)), "getpeername %d 128", fd)
 		d.exit()
 	}},
 
 	{"own descriptor", func(t *testing.T, lc libc) {
 		td, d := setup(t, lc)
 		l, local := d.listen(4, "127.0.0.1")
-		_, p := d.dial(local)
-		td.insert(p, local, cli4)
+		d.dialAs(td, local, cli4)
 		d.result("accept %d 128", l)
 		f := d.ok("ownfds")
 		if len(f) != 2 || f[1] != "cloexec=1" {
@@ -782,27 +740,40 @@ func TestExports(t *testing.T) {
 
 func addrPort(c toa.Client) netip.AddrPort { return netip.AddrPortFrom(c.Addr, c.Port) }
 
+// setupTable starts a toad, with a shared table if sharedTable, and a
+// driver with the library asking it.
+func setupTable(t *testing.T, lc libc, sharedTable bool) (*toad, *driver) {
+	t.Helper()
+	if sharedTable {
+		return setup(t, lc, shared())
+	}
+	return setup(t, lc)
+}
+
+// dialClients makes n connections to the listener at local, the i-th's
+// TOA carrying the IPv4 client client(i); it returns the client each
+// connection must be accepted as, by the kernel's peer.
+func (d *driver) dialClients(td *toad, local netip.AddrPort, n int, client func(i int) string) map[string]string {
+	d.t.Helper()
+	want := make(map[string]string, n)
+	for i := range n {
+		c := client4(client(i))
+		p := d.dialAs(td, local, c)
+		want[inet(4, p)] = inet(4, addrPort(c))
+	}
+	return want
+}
+
 // forkScenario: after fork, the parent and the child both accept, each
 // getting its own connections' clients; the child opens a connection of
 // its own rather than talk on its parent's.
 func forkScenario(t *testing.T, lc libc, sharedTable bool) {
-	opts := []toadOption{}
-	if sharedTable {
-		opts = append(opts, shared())
-	}
-	td, d := setup(t, lc, opts...)
+	td, d := setupTable(t, lc, sharedTable)
 	l, local := d.listen(4, "127.0.0.1")
-	_, p := d.dial(local)
-	td.insert(p, local, cli4)
+	d.dialAs(td, local, cli4)
 	d.result("accept %d 128", l) // the parent's connection to toad is open
-	want := map[string]string{}
 	const each = 5
-	for i := range 2 * each {
-		_, p := d.dial(local)
-		c := client4(fmt.Sprintf("203.0.113.%d:%d", 10+i, 1000+i))
-		td.insert(p, local, c)
-		want[inet(4, p)] = inet(4, addrPort(c))
-	}
+	want := d.dialClients(td, local, 2*each, func(i int) string { return fmt.Sprintf("203.0.113.%d:%d", 10+i, 1000+i) })
 	if sharedTable {
 		td.waitApplied(2*each + 1)
 	}
@@ -826,9 +797,7 @@ func forkScenario(t *testing.T, lc libc, sharedTable bool) {
 	if seen["parent"] != each || seen["child"] != each {
 		t.Errorf("accepts seen %v, want %d each", seen, each)
 	}
-	d.exit()
-	td.idle()
-	st := td.srv.Stats()
+	st := td.statsAtExit(d)
 	if st.GetnameOK != 2*each+1 {
 		t.Errorf("stats %+v, want %d calls answered", st, 2*each+1)
 	}
@@ -845,20 +814,10 @@ func forkScenario(t *testing.T, lc libc, sharedTable bool) {
 // threadsScenario: threads accepting at once on one listener each get
 // their own connections' clients.
 func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
-	opts := []toadOption{}
-	if sharedTable {
-		opts = append(opts, shared())
-	}
-	td, d := setup(t, lc, opts...)
+	td, d := setupTable(t, lc, sharedTable)
 	l, local := d.listen(4, "127.0.0.1")
 	const threads, each = 8, 25
-	want := map[string]string{}
-	for i := range threads * each {
-		_, p := d.dial(local)
-		c := client4(fmt.Sprintf("198.51.100.%d:%d", i%250+1, 2000+i))
-		td.insert(p, local, c)
-		want[inet(4, p)] = inet(4, addrPort(c))
-	}
+	want := d.dialClients(td, local, threads*each, func(i int) string { return fmt.Sprintf("198.51.100.%d:%d", i%250+1, 2000+i) })
 	if sharedTable {
 		td.waitApplied(threads * each)
 	}
@@ -880,9 +839,7 @@ func threadsScenario(t *testing.T, lc libc, sharedTable bool) {
 	}
 	// Each thread's connection closed when the thread ended.
 	td.idle()
-	d.exit()
-	td.idle()
-	st := td.srv.Stats()
+	st := td.statsAtExit(d)
 	if st.GetnameOK != threads*each {
 		t.Errorf("stats %+v, want every call answered", st)
 	}

@@ -15,6 +15,25 @@ import (
 
 var cmpNet = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{})
 
+// roundTrip puts v in a frame with id, reports an error unless parse
+// gives v back, and returns the frame.
+func roundTrip[T any, P interface {
+	*T
+	Put(*preload.Frame, uint32)
+}](t *testing.T, v T, id uint32, parse func(*preload.Frame) (T, error)) *preload.Frame {
+	t.Helper()
+	var f preload.Frame
+	P(&v).Put(&f, id)
+	got, err := parse(&f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(v, got, cmpNet); d != "" {
+		t.Errorf("%T (-want +got):\n%s", v, d)
+	}
+	return &f
+}
+
 func TestHeader(t *testing.T) {
 	var f preload.Frame
 	h := preload.Hello{PID: 4242}
@@ -78,21 +97,13 @@ func TestRangesRoundTrip(t *testing.T) {
 		netip.MustParsePrefix("192.0.2.1/32"),
 		netip.MustParsePrefix("2001:db8::1/128"),
 	}}
-	var f preload.Frame
-	r.Put(&f, 3)
-	got, err := preload.ParseRanges(&f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(r, got, cmpNet); d != "" {
-		t.Errorf("ranges (-want +got):\n%s", d)
-	}
+	f := roundTrip(t, r, 3, preload.ParseRanges)
 	// IPv4 ranges travel IPv4-mapped, with 96 more bits.
 	if f[12+10] != 0xff || f[12+16] != 96+24 {
 		t.Errorf("first range encoded % x, want ::ffff:198.51.100.0 and 120 bits", f[12:30])
 	}
 	f[10] = 7
-	if _, err := preload.ParseRanges(&f); !errors.Is(err, preload.ErrBadRequest) {
+	if _, err := preload.ParseRanges(f); !errors.Is(err, preload.ErrBadRequest) {
 		t.Errorf("7 ranges in a frame: %v, want ErrBadRequest", err)
 	}
 }
@@ -104,15 +115,7 @@ func TestLookupRoundTrip(t *testing.T) {
 		Wait:   1500 * time.Microsecond,
 		Report: preload.Report{1, 2, 3, 4, 5, 0, 0, 0},
 	}
-	var f preload.Frame
-	l.Put(&f, 9)
-	got, err := preload.ParseLookup(&f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(l, got, cmpNet); d != "" {
-		t.Errorf("lookup (-want +got):\n%s", d)
-	}
+	f := roundTrip(t, l, 9, preload.ParseLookup)
 
 	for _, bad := range []preload.Lookup{
 		{Peer: netip.MustParseAddrPort("0.0.0.0:1"), Local: l.Local},
@@ -120,8 +123,8 @@ func TestLookupRoundTrip(t *testing.T) {
 		{Peer: netip.MustParseAddrPort("198.51.100.10:0"), Local: l.Local},
 	} {
 		bad.Report = preload.Report{preload.ReportOK: 6}
-		bad.Put(&f, 1)
-		got, err := preload.ParseLookup(&f)
+		bad.Put(f, 1)
+		got, err := preload.ParseLookup(f)
 		if !errors.Is(err, preload.ErrBadRequest) {
 			t.Errorf("lookup of %v > %v: %v, want ErrBadRequest", bad.Peer, bad.Local, err)
 		}
@@ -139,15 +142,7 @@ func TestAnswerRoundTrip(t *testing.T) {
 		{Status: preload.StatusNotFound, Generation: 5},
 		{Status: preload.StatusNotServing},
 	} {
-		var f preload.Frame
-		a.Put(&f, 11)
-		got, err := preload.ParseAnswer(&f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := cmp.Diff(a, got, cmpNet); d != "" {
-			t.Errorf("answer (-want +got):\n%s", d)
-		}
+		roundTrip(t, a, 11, preload.ParseAnswer)
 	}
 	// An IPv4-mapped client in a 16-byte TOA is answered as IPv4.
 	a := preload.Answer{Status: preload.StatusOK, Client: toa.Client{Dialect: toa.Kind254V6, Addr: netip.MustParseAddr("::ffff:203.0.113.7"), Port: 2, HasPort: true}}

@@ -85,12 +85,8 @@ func TestLookup(t *testing.T) {
 }
 
 func TestLookupWaits(t *testing.T) {
-	sig := &signalingLookuper{started: make(chan struct{})}
-	td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
-	w := dial(t, td.path)
-	answered := make(chan preload.Answer, 1)
-	go func() { answered <- w.lookup(preload.Lookup{Peer: proxy, Local: origin, Wait: time.Hour}) }()
-	<-sig.started
+	td, started := startSignaling(t)
+	answered := dial(t, td.path).waitingLookup(started)
 	td.insert(proxy, origin, client4("203.0.113.7:1"))
 	select {
 	case a := <-answered:
@@ -187,13 +183,10 @@ func TestMaxConns(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	sig := &signalingLookuper{started: make(chan struct{})}
-	td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
+	td, started := startSignaling(t)
 	busy, idle := dial(t, td.path), dial(t, td.path)
 	idle.hello()
-	answered := make(chan preload.Answer, 1)
-	go func() { answered <- busy.lookup(preload.Lookup{Peer: proxy, Local: origin, Wait: time.Hour}) }()
-	<-sig.started
+	answered := busy.waitingLookup(started)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
@@ -221,12 +214,8 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestCloseAnswersWaitingLookups(t *testing.T) {
-	sig := &signalingLookuper{started: make(chan struct{})}
-	td := startToad(t, func(l preload.Lookuper) preload.Lookuper { sig.Lookuper = l; return sig })
-	w := dial(t, td.path)
-	answered := make(chan preload.Answer, 1)
-	go func() { answered <- w.lookup(preload.Lookup{Peer: proxy, Local: origin, Wait: time.Hour}) }()
-	<-sig.started
+	td, started := startSignaling(t)
+	answered := dial(t, td.path).waitingLookup(started)
 	td.srv.Close()
 	if a := <-answered; a.Status != preload.StatusNotServing {
 		t.Errorf("waiting lookup answered %v at Close, want NOT_SERVING", a.Status)

@@ -12,6 +12,29 @@ import (
 	"github.com/toad-project/toad/toa"
 )
 
+// newTable makes a table, closed when the test ends.
+func newTable(t *testing.T) *correlate.Table {
+	t.Helper()
+	table, err := correlate.New(correlate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { table.Close() })
+	return table
+}
+
+// newSharedTable makes a shared table of slots over table, closed when
+// the test ends if the test has not closed it.
+func newSharedTable(t *testing.T, table *correlate.Table, slots int) *SharedTable {
+	t.Helper()
+	s, err := NewSharedTable(table, slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // read looks k up in the shared memory as the library does: the bucket
 // the hash names, each slot under its sequence lock.
 func read(t *testing.T, mem []byte, peer, local netip.AddrPort) (toa.Client, bool) {
@@ -76,14 +99,9 @@ func (s *SharedTable) sync(t *testing.T, events int, fn func()) {
 }
 
 func TestSharedTable(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
+	table := newTable(t)
 	syn(table, tProxy, tOrigin, tClient, 1) // before the shared table: the first build has it
-	s, err := NewSharedTable(table, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newSharedTable(t, table, 64)
 	if c, ok := read(t, s.mem, tProxy, tOrigin); !ok || c != tClient {
 		t.Fatalf("entry of the first build: %+v %v, want %+v", c, ok, tClient)
 	}
@@ -116,13 +134,8 @@ func TestSharedTable(t *testing.T) {
 }
 
 func TestSharedTableFull(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
-	s, err := NewSharedTable(table, BucketSlots) // one bucket
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	table := newTable(t)
+	s := newSharedTable(t, table, BucketSlots) // one bucket
 	s.sync(t, BucketSlots+1, func() {
 		for i := range BucketSlots + 1 {
 			syn(table, netip.AddrPortFrom(tProxy.Addr(), uint16(1000+i)), tOrigin, tClient, 1)
@@ -140,13 +153,8 @@ func TestSharedTableFull(t *testing.T) {
 // build walks the table are written after it, in order: the table ends
 // with what the source holds open.
 func TestSharedTableBuild(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
-	s, err := NewSharedTable(table, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	table := newTable(t)
+	s := newSharedTable(t, table, 64)
 	s.mu.Lock()
 	s.building = true // as during NewSharedTable's walk
 	s.mu.Unlock()
@@ -170,12 +178,8 @@ func TestSharedTableBuild(t *testing.T) {
 }
 
 func TestSharedTableClose(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
-	s, err := NewSharedTable(table, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := newTable(t)
+	s := newSharedTable(t, table, 64)
 	mem := s.mem
 	// A library's mapping outlives toad's.
 	lib, err := mapReadOnly(s.fd, len(mem))
@@ -198,8 +202,7 @@ func TestSharedTableClose(t *testing.T) {
 }
 
 func TestNewSharedTableChecksSize(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
+	table := newTable(t)
 	for _, n := range []int{-1, 4, 100} {
 		if s, err := NewSharedTable(table, n); err == nil {
 			s.Close()
@@ -211,12 +214,8 @@ func TestNewSharedTableChecksSize(t *testing.T) {
 // TestSharedTableClosedIsNotPassed shows that a closed table's descriptor
 // number, which may be another file's by then, is never passed.
 func TestSharedTableClosedIsNotPassed(t *testing.T) {
-	table, _ := correlate.New(correlate.Config{})
-	defer table.Close()
-	s, err := NewSharedTable(table, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := newTable(t)
+	s := newSharedTable(t, table, 64)
 	if !s.withRights(func([]byte) {}) {
 		t.Fatal("an open table's descriptor is not passed")
 	}

@@ -89,30 +89,31 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	}
 	pid := cmd.Process.Pid
 	cfg.Logf("idle: toad (pid %d) serves; measuring %v of quiet after %v", pid, cfg.Duration, cfg.Settle)
-	select {
-	case <-time.After(cfg.Settle):
-	case <-ctx.Done():
-		return res, ctx.Err()
-	}
-	cpu0, sw0, _, err := usage(pid)
+	cpu0, sw0, _, err := usageAfter(ctx, cfg.Settle, pid)
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
-	select {
-	case <-time.After(cfg.Duration):
-	case <-ctx.Done():
-		return res, ctx.Err()
-	}
-	cpu1, sw1, threads, err := usage(pid)
+	cpu1, sw1, threads, err := usageAfter(ctx, cfg.Duration, pid)
 	if err != nil {
 		return res, err
 	}
 	return Result{Duration: time.Since(start), Settle: cfg.Settle, CPU: cpu1 - cpu0, Switches: sw1 - sw0, Threads: threads}, nil
 }
 
-// usage returns process pid's CPU time, the context switches of all its
-// threads, and how many threads it has.
+// usageAfter waits d, unless ctx ends first, and returns the usage of
+// process pid then.
+func usageAfter(ctx context.Context, d time.Duration, pid int) (cpu time.Duration, switches int64, threads int, err error) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return 0, 0, 0, ctx.Err()
+	}
+	return usage(pid)
+}
+
+// usage returns process pid's CPU time, the times its threads went to
+// sleep (see cputime.Sleeps), and how many threads it has.
 func usage(pid int) (cpu time.Duration, switches int64, threads int, err error) {
 	if cpu, err = cputime.Of(pid); err != nil {
 		return 0, 0, 0, err

@@ -47,7 +47,7 @@ func (m *Mappings) Add(k correlate.Key, c toa.Client) {
 // generated capture: the first TOA of each connection from a trusted
 // proxy.
 func (m *Mappings) Truth(c *gen.Conn) {
-	if !c.Client.IsZero() && !c.Spoofed {
+	if c.Resolvable() {
 		m.Add(correlate.KeyOf(c.Peer, c.Local), c.Client)
 	}
 }

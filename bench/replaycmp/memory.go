@@ -96,7 +96,7 @@ func MeasureMemory(ctx context.Context, cfg MemoryConfig) (*MemoryResult, error)
 		last = ts
 		return pw.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(b), Length: len(b)}, b)
 	}, func(c *gen.Conn) {
-		if !c.Client.IsZero() && !c.Spoofed {
+		if c.Resolvable() {
 			res.Resolved++
 		}
 	})

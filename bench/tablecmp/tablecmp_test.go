@@ -44,16 +44,23 @@ func TestRunConfig(t *testing.T) {
 
 const benchKeys = 1 << 20
 
+// open makes a table with mk for keys keys, closed when b ends.
+func open(b *testing.B, mk func(keys int) (subject, error), keys int) subject {
+	b.Helper()
+	tab, err := mk(keys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tab.close)
+	return tab
+}
+
 // BenchmarkSet inserts new keys into each table, sized for benchKeys; past
 // that, toad evicts its oldest and ristretto refuses or evicts as it likes.
 func BenchmarkSet(b *testing.B) {
 	for _, s := range subjects {
 		b.Run(s.name, func(b *testing.B) {
-			tab, err := s.mk(benchKeys)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tab.close()
+			tab := open(b, s.mk, benchKeys)
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
@@ -68,11 +75,7 @@ func BenchmarkSet(b *testing.B) {
 func BenchmarkGet(b *testing.B) {
 	for _, s := range subjects {
 		b.Run(s.name, func(b *testing.B) {
-			tab, err := s.mk(benchKeys)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tab.close()
+			tab := open(b, s.mk, benchKeys)
 			for n := range benchKeys {
 				tab.set(n)
 				if n%64 == 63 {

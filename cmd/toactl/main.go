@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/interspersed"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
+	pos, err := interspersed.Parse(fs, args)
 	if err != nil {
 		return cfg, err
 	}
@@ -109,24 +110,4 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 		return cfg, fmt.Errorf("--wait %v: must not be negative", cfg.Wait)
 	}
 	return cfg, nil
-}
-
-// parseInterspersed parses flags wherever they are among the arguments and
-// returns the others in order. "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }

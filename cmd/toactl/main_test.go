@@ -20,6 +20,7 @@ import (
 	"github.com/toad-project/toad/api"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/journal"
 	"github.com/toad-project/toad/toa"
 )
@@ -47,7 +48,7 @@ type server struct {
 
 func serve(t *testing.T) *server {
 	t.Helper()
-	s := &server{watching: make(chan struct{}, 1), socket: filepath.Join(t.TempDir(), "toad.sock")}
+	s := &server{watching: make(chan struct{}, 1)}
 	var err error
 	if s.table, err = correlate.New(correlate.Config{Capacity: 1 << 12}); err != nil {
 		t.Fatal(err)
@@ -64,17 +65,8 @@ func serve(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	srv.SetServing(true)
-	l, err := api.ListenUnix(s.socket, api.DefaultSocketMode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-		s.table.Close()
-	})
+	t.Cleanup(func() { s.table.Close() }) // after the server's, which runs first
+	s.socket = apitest.ServeUnix(t, srv)
 	return s
 }
 

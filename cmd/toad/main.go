@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/toad-project/toad/internal/interspersed"
 )
 
 func main() {
@@ -88,26 +90,12 @@ func usagef(format string, a ...any) error {
 	return &usageError{fmt.Errorf(format, a...)}
 }
 
-// parseInterspersed parses fs's flags wherever they are among args and
-// returns the other arguments in order; "--" ends the flags. Errors are
-// usage errors, flag.ErrHelp aside.
+// parseInterspersed is interspersed.Parse whose errors are usage errors,
+// flag.ErrHelp aside.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &usageError{err}
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+	pos, err := interspersed.Parse(fs, args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return nil, &usageError{err}
 	}
+	return pos, err
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/daemon"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
@@ -267,22 +268,14 @@ func TestServeBinary(t *testing.T) {
 		craft.Frame(eth, &craft.Segment{Src: trusted, Dst: local, Flags: decode.ACK, Seq: 1001, Ack: 2001,
 			Options: craft.TOA(toa.Kind200V4, real)}),
 	)
-	c, err := client.New(sock, client.WithWait(20*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(20*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	got, err := c.Lookup(ctx, trusted, local)
 	if err != nil || got.Client != real || got.Dialect != toa.Kind200V4 {
 		t.Fatalf("Lookup(%v, %v) = %+v, %v; want client %v, dialect 200/8", trusted, local, got, err, real)
 	}
-	c0, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c0.Close()
+	c0 := apitest.Client(t, sock, client.WithWait(0))
 	if got, err := c0.Lookup(ctx, forged, local); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Lookup of the forged TOA's connection = %+v, %v; want ErrNotFound", got, err)
 	}
@@ -377,11 +370,7 @@ func TestServeBinary(t *testing.T) {
 
 	// The restart resolves the connection learnt before it.
 	toad = startChild(t, pod, bin, env, "--drain", "0s")
-	c2, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := apitest.Client(t, sock, client.WithWait(0))
 	got, err = c2.Lookup(ctx, trusted, local)
 	if err != nil || got.Client != real || got.Dialect != toa.Kind200V4 {
 		t.Errorf("after the restart, Lookup(%v, %v) = %+v, %v; want client %v", trusted, local, got, err, real)
@@ -523,11 +512,7 @@ func TestServeDescriptorLimit(t *testing.T) {
 	// Lookups and scrapes still answer.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(0))
 	st, err := c.Service().GetStats(ctx, &toadv1.GetStatsRequest{})
 	if err != nil || !st.GetServing() {
 		t.Fatalf("GetStats under the flood: %v, %v; want an answer", st, err)
@@ -580,11 +565,7 @@ func TestServeWatchersNotReading(t *testing.T) {
 			t.Fatalf("Watch: %v", err)
 		}
 	}
-	c, err := client.New(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock)
 	// A watcher that reads paces the flood: each round is smaller than a
 	// watcher's buffer, and the next one goes once it has seen this one.
 	reader, err := c.Service().Watch(ctx, &toadv1.WatchRequest{})

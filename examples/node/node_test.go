@@ -174,7 +174,7 @@ func TestNodeClient(t *testing.T) {
 	add := func(peer, local string, c gen.Conn) {
 		pairs = append(pairs, peer, local)
 		a := answer{Peer: peer, Local: local}
-		if c.Client.IsZero() || c.Spoofed {
+		if !c.Resolvable() {
 			a.Error = "NOT_FOUND"
 		} else {
 			a.Client, a.ClientIP, a.Dialect = c.Client.String(), c.Client.Addr.String(), c.Client.Dialect.String()

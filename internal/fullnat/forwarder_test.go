@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -230,7 +231,7 @@ func TestPortsRunOut(t *testing.T) {
 		}
 		ports = append(ports, decodeIP(t, pkt).Peer.Port())
 	}
-	if want := []uint16{2000, 2001, 2002}; !equal(ports, want) {
+	if want := []uint16{2000, 2001, 2002}; !slices.Equal(ports, want) {
 		t.Errorf("got ports %v, want %v", ports, want)
 	}
 	if st := f.Stats(); st.NoPort != 1 || st.Conns != 3 {
@@ -244,18 +245,6 @@ func TestPortsRunOut(t *testing.T) {
 	if pkt == nil || decodeIP(t, pkt).Peer.Port() != 2000 {
 		t.Errorf("SYN after a port was freed: got %v, want port 2000", pkt != nil)
 	}
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestHandleAllocs(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/netnstest"
 	"github.com/toad-project/toad/internal/privtest"
+	"github.com/toad-project/toad/internal/testaddr"
 	"github.com/toad-project/toad/internal/testbed"
 	"github.com/toad-project/toad/toa"
 )
@@ -27,9 +28,9 @@ import (
 var (
 	clientAddrs4           = []netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3"), netip.MustParseAddr("203.0.113.4")}
 	clientAddrs6           = []netip.Addr{netip.MustParseAddr("2001:db8:c::2"), netip.MustParseAddr("2001:db8:c::3"), netip.MustParseAddr("2001:db8:c::4")}
-	vip4, vip6             = testbed.VIP4, testbed.VIP6
-	proxyAddr4, proxyAddr6 = testbed.ProxyAddr4, testbed.ProxyAddr6
-	origin4, origin6       = testbed.Origin4, testbed.Origin6
+	vip4, vip6             = testaddr.VIP4, testaddr.VIP6
+	proxyAddr4, proxyAddr6 = testaddr.ProxyAddr4, testaddr.ProxyAddr6
+	origin4, origin6       = testaddr.Origin4, testaddr.Origin6
 )
 
 // hosts is three namespaces: clients, the proxy, the origin.

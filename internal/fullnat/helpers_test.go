@@ -9,19 +9,17 @@ import (
 	"github.com/toad-project/toad/decode"
 	"github.com/toad-project/toad/internal/craft"
 	"github.com/toad-project/toad/internal/inetsum"
+	"github.com/toad-project/toad/internal/testaddr"
 	"github.com/toad-project/toad/toa"
 )
 
 // Documentation addresses of the test topology.
 var (
-	vip4    = netip.MustParseAddrPort("198.51.100.1:80")
-	vip6    = netip.MustParseAddrPort("[2001:db8:100::1]:80")
-	lip4    = netip.MustParseAddr("198.51.100.10")
-	lip6    = netip.MustParseAddr("2001:db8:100::10")
-	origin4 = netip.MustParseAddrPort("192.0.2.20:8080")
-	origin6 = netip.MustParseAddrPort("[2001:db8:2::20]:8080")
-	client4 = netip.MustParseAddrPort("203.0.113.7:40000")
-	client6 = netip.MustParseAddrPort("[2001:db8:c::7]:40000")
+	vip4, vip6       = testaddr.VIP4, testaddr.VIP6
+	lip4, lip6       = testaddr.ProxyAddr4, testaddr.ProxyAddr6
+	origin4, origin6 = testaddr.Origin4, testaddr.Origin6
+	client4          = netip.MustParseAddrPort("203.0.113.7:40000")
+	client6          = netip.MustParseAddrPort("[2001:db8:c::7]:40000")
 )
 
 // testConfig returns a normalized configuration with both VIPs.

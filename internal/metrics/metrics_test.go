@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/toad-project/toad/capture"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	"github.com/toad-project/toad/internal/metrics"
 	"github.com/toad-project/toad/journal"
 	"github.com/toad-project/toad/toa"
@@ -204,25 +204,9 @@ func TestLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "toad.sock")
-	l, err := api.ListenUnix(sock, api.DefaultSocketMode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	sock := apitest.ServeUnix(t, srv)
 	srv.SetServing(true)
-	c, err := client.New(sock, client.WithWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := apitest.Client(t, sock, client.WithWait(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	local := netip.MustParseAddrPort("192.0.2.20:8080")

@@ -1,28 +1,10 @@
 package testbed
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/toad-project/toad/internal/netnstest"
 )
-
-// The testbed's documentation addresses, shared by the fullnat tests and
-// the end-to-end test: the VIPs clients dial, the addresses the proxy
-// connects to the origin from (both on the proxy's TUN device), and the
-// origin's servers.
-var (
-	VIP4       = netip.MustParseAddrPort("198.51.100.1:80")
-	VIP6       = netip.MustParseAddrPort("[2001:db8:100::1]:80")
-	ProxyAddr4 = netip.MustParseAddr("198.51.100.10")
-	ProxyAddr6 = netip.MustParseAddr("2001:db8:100::10")
-	Origin4    = netip.MustParseAddrPort("192.0.2.20:8080")
-	Origin6    = netip.MustParseAddrPort("[2001:db8:2::20]:8080")
-)
-
-// Trusted are the proxy's origin-side ranges, as --trusted-proxies takes
-// them: toad believes TOAs from them alone.
-const Trusted = "198.51.100.0/24,2001:db8:100::/64"
 
 // LinkOrigin joins the proxy's org0 to the origin's eth0 with a veth pair,
 //

@@ -94,11 +94,9 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return err
 		}
 		r.Filter = &report.Filter{Mix: mix, Results: res}
-		if privtest.InCI() {
-			for _, x := range res {
-				if x.Skipped != "" {
-					return fmt.Errorf("running under CI and the live measurement was skipped: %s", x.Skipped)
-				}
+		for _, x := range res {
+			if err := ranInCI(x.Skipped); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -157,36 +155,32 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return nil
 	})
 
-	step("conns", func() error {
-		root, err := replaycmp.ToadDir(ctx) // the benchmark lives in toad's module, in e2e/
+	// e2eBench runs a benchmark that lives in toad's module, in e2e/.
+	e2eBench := func(cfg connbench.Config) (connbench.Result, error) {
+		root, err := replaycmp.ToadDir(ctx)
 		if err != nil {
-			return err
+			return connbench.Result{}, err
 		}
-		res, err := connbench.Run(ctx, connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime, Dir: root, Logf: logf})
+		cfg.Dir, cfg.Logf = root, logf
+		return connbench.Run(ctx, cfg)
+	}
+
+	step("conns", func() error {
+		res, err := e2eBench(connbench.Config{Bench: c.ConnsBench, Benchtime: c.ConnsBenchtime})
 		if err != nil {
 			return err
 		}
 		r.Conns = &res
-		if privtest.InCI() && res.Skipped != "" {
-			return fmt.Errorf("running under CI and the benchmark was skipped: %s", res.Skipped)
-		}
-		return nil
+		return ranInCI(res.Skipped)
 	})
 
 	step("preload", func() error {
-		root, err := replaycmp.ToadDir(ctx) // the benchmark lives in toad's module, in e2e/
-		if err != nil {
-			return err
-		}
-		res, err := connbench.Run(ctx, connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: fmt.Sprintf("%dx", c.PreloadConns), Dir: root, Logf: logf})
+		res, err := e2eBench(connbench.Config{Benchmark: "BenchmarkPreloadNginx", Benchtime: fmt.Sprintf("%dx", c.PreloadConns)})
 		if err != nil {
 			return err
 		}
 		r.Preload = &res
-		if privtest.InCI() && res.Skipped != "" {
-			return fmt.Errorf("running under CI and the benchmark was skipped: %s", res.Skipped)
-		}
-		return nil
+		return ranInCI(res.Skipped)
 	})
 
 	step("caprate", func() error {
@@ -195,10 +189,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return err
 		}
 		r.Rate = &res
-		if privtest.InCI() && res.Skipped != "" {
-			return fmt.Errorf("running under CI and the measurement was skipped: %s", res.Skipped)
-		}
-		return nil
+		return ranInCI(res.Skipped)
 	})
 
 	step("idle", func() error {
@@ -222,8 +213,8 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return err
 		}
 		r.Idle = &res
-		if privtest.InCI() && res.Skipped != "" {
-			return fmt.Errorf("running under CI and the measurement was skipped: %s", res.Skipped)
+		if err := ranInCI(res.Skipped); err != nil {
+			return err
 		}
 		logf("idle: toad used %v of CPU and woke %d times in %v", res.CPU, res.Switches, res.Duration.Round(time.Second))
 		return nil
@@ -346,4 +337,13 @@ func command(c config) string {
 		return c.Label + "    # " + cmd
 	}
 	return cmd
+}
+
+// ranInCI fails a section whose privileged measurement skipped itself
+// (skipped says why) when running under CI, where it must run.
+func ranInCI(skipped string) error {
+	if privtest.InCI() && skipped != "" {
+		return fmt.Errorf("running under CI and the measurement was skipped: %s", skipped)
+	}
+	return nil
 }

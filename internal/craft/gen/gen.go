@@ -163,6 +163,10 @@ type Conn struct {
 	FirstSeen time.Time
 }
 
+// Resolvable reports whether a toad trusting the generator's proxies
+// (Trusted) resolves the connection: its first TOA came from one of them.
+func (c *Conn) Resolvable() bool { return !c.Client.IsZero() && !c.Spoofed }
+
 // Truth is what Write wrote.
 type Truth struct {
 	Conns []Conn

@@ -82,15 +82,7 @@ func TestTruth(t *testing.T) {
 		},
 		IPv6: 0.4, Plain: 0.1, Spoofed: 0.05, DataSegments: 3, Junk: 0.3, Options: 0.3,
 	}
-	var buf bytes.Buffer
-	truth, err := Write(&buf, PCAPNG, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pcapgo.NewNgReader(&buf, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	truth, r := writeNg(t, cfg)
 	type seen struct {
 		client toa.Client
 		at     time.Time
@@ -166,10 +158,10 @@ func TestPCAPNeedsOneLinkType(t *testing.T) {
 	}
 }
 
-// TestStreamMatchesWrite checks that Stream hands over the frames Write
-// writes, in the same order, and reports the same connections.
-func TestStreamMatchesWrite(t *testing.T) {
-	cfg := Sample()
+// writeNg writes cfg's capture as pcapng into memory and returns what it
+// holds and a reader of it.
+func writeNg(t *testing.T, cfg Config) (*Truth, *pcapgo.NgReader) {
+	t.Helper()
 	var buf bytes.Buffer
 	truth, err := Write(&buf, PCAPNG, cfg)
 	if err != nil {
@@ -179,6 +171,14 @@ func TestStreamMatchesWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return truth, r
+}
+
+// TestStreamMatchesWrite checks that Stream hands over the frames Write
+// writes, in the same order, and reports the same connections.
+func TestStreamMatchesWrite(t *testing.T) {
+	cfg := Sample()
+	truth, r := writeNg(t, cfg)
 	type key struct{ peer, local netip.AddrPort }
 	conns := map[key]Conn{}
 	for _, c := range truth.Conns {
