@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -48,28 +47,11 @@ type packetSource interface {
 // not fit in it: no length read from the input decides how much memory
 // Replay takes, compressed input included. Replay returns the counters so far
 // with any error; ctx cancels it.
-//
-// When r is an *os.File of an uncompressed pcap (not pcapng) file, at
-// offset 0 and on Linux, Replay maps the file and reads its records in
-// place rather than copying each out; the frames it decodes then live in
-// the mapping, as they live in a reused buffer otherwise. A file cut short
-// while mapped is an error saying the file changed. Any other reader is
-// read through a buffer.
 func Replay(ctx context.Context, r io.Reader, dec *decode.Decoder, sink Sink) (Stats, error) {
 	if dec == nil {
 		dec = decode.New(nil)
 	}
 	rp := newReplayer(ctx, dec, sink)
-	if f, ok := r.(*os.File); ok {
-		if buf := mapPCAP(f); buf != nil {
-			defer unmapPCAP(buf)
-			err := rp.mapped(buf)
-			if err == nil {
-				_, err = f.Seek(int64(len(buf)), io.SeekStart)
-			}
-			return rp.st, err
-		}
-	}
 	cs, err := openSource(r, 1<<20)
 	if err != nil {
 		return rp.st, err

@@ -131,7 +131,7 @@ func (r *Report) Goals() []Goal {
 		g.Measured = times(x)
 		g.Met = met(x >= 5)
 		if x < 5 {
-			g.Why = fmt.Sprintf("Missed by %.0f%% end to end. toad reads the file in place (mapped, no copy per record), decodes every "+
+			g.Why = fmt.Sprintf("Missed by %.0f%% end to end. toad reads the file in place in its buffer (no copy per record), decodes every "+
 				"packet and updates its table in %s ns per packet; gopacket's pipeline reads it through pcapgo, which alone costs %s ns "+
 				"(the \"%s\" row), then DecodingLayerParser decodes it and fills a map, %s ns in all. Reaching 5× needs toad at %s ns "+
 				"per packet; toad's time is now its decoding and the table's per-segment work, not the reading.",
@@ -406,7 +406,7 @@ func (r *Report) writeReplay(p func(string, ...any)) {
 		"trusted proxy ranges with a forged TOA, 1%% followed by a frame no decoder takes; %d data segments each way per connection, so that "+
 		"%.1f%% of the %s packets (%s) carry no TOA and no SYN, FIN or RST. Each tool reads the file, decodes every packet into the fields of "+
 		"a record (addresses, ports, flags, sequence numbers, payload length, the first TOA) and keeps the first TOA of each connection from a "+
-		"trusted proxy: toad with `capture.Replay` (which maps a pcap file and reads its records in place) through `capture.Incoming` (what the server received of the two-way capture) into its connection table, as `toad serve --pcap` does; gopacket (reading through pcapgo) and tshark with a Go map. tshark (`tshark %s`) knows no "+
+		"trusted proxy: toad with `capture.Replay` (which reads a pcap file's records in place in its buffer) through `capture.Incoming` (what the server received of the two-way capture) into its connection table, as `toad serve --pcap` does; gopacket (reading through pcapgo) and tshark with a Go map. tshark (`tshark %s`) knows no "+
 		"TOA dialect: its TCP options come out as hex and are read in Go as its output streams in. Times are medians of %s "+
 		"(tshark: %s), the tools taking turns; allocations are the Go heap's per packet.\n\n",
 		count(c.Mix.Conns), c.DataSegments, 100*c.Data, count(c.Packets), mib(c.Bytes),
