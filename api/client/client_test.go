@@ -18,6 +18,7 @@ import (
 	"github.com/toad-project/toad/api/client"
 	"github.com/toad-project/toad/correlate"
 	"github.com/toad-project/toad/decode"
+	"github.com/toad-project/toad/internal/apitest"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
 )
@@ -32,35 +33,12 @@ func serve(t *testing.T) (*correlate.Table, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { tab.Close() }) // after the server's close: cleanups run last first
 	srv, err := api.New(tab, api.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "toad.sock")
-	l, err := api.ListenUnix(path, api.DefaultSocketMode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; err != nil {
-			t.Errorf("Serve = %v", err)
-		}
-		tab.Close()
-	})
-	return tab, path
-}
-
-func newClient(t *testing.T, target string, opts ...client.Option) *client.Client {
-	t.Helper()
-	c, err := client.New(target, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return tab, apitest.ServeUnix(t, srv)
 }
 
 // observe tells the table that the connection from peer to local carried
@@ -115,7 +93,7 @@ func listenTCP(t *testing.T) net.Listener {
 
 func TestListener(t *testing.T) {
 	tab, sock := serve(t)
-	c := newClient(t, sock)
+	c := apitest.Client(t, sock)
 	l := c.Listener(listenTCP(t))
 	real := netip.MustParseAddrPort("203.0.113.7:51234")
 
@@ -148,7 +126,7 @@ func TestListener(t *testing.T) {
 		}
 	})
 	t.Run("handshake in flight", func(t *testing.T) {
-		c := newClient(t, sock, client.WithWait(time.Minute))
+		c := apitest.Client(t, sock, client.WithWait(time.Minute))
 		dialed, a := pair(t, c.Listener(listenTCP(t)))
 		got := make(chan string, 1)
 		go func() { got <- a.RemoteAddr().String() }()
@@ -168,7 +146,7 @@ func TestListener(t *testing.T) {
 // and its handlers see the real client in Request.RemoteAddr.
 func TestListenerHTTP(t *testing.T) {
 	tab, sock := serve(t)
-	c := newClient(t, sock)
+	c := apitest.Client(t, sock)
 	inner := listenTCP(t)
 	real := netip.MustParseAddrPort("[2001:db8:beef::7]:443")
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -204,7 +182,7 @@ func TestListenerHTTP(t *testing.T) {
 
 func TestLookup(t *testing.T) {
 	tab, sock := serve(t)
-	c := newClient(t, sock)
+	c := apitest.Client(t, sock)
 	peer := &net.TCPAddr{IP: net.ParseIP("198.51.100.10"), Port: 40001}
 	local := &net.TCPAddr{IP: net.ParseIP("192.0.2.20"), Port: 8080}
 	noPort := netip.AddrPortFrom(netip.MustParseAddr("203.0.113.9"), 0)
@@ -227,7 +205,7 @@ func TestLookup(t *testing.T) {
 // TestUnreachable: with no toad to ask, connections fall back to the
 // proxy's address and say why.
 func TestUnreachable(t *testing.T) {
-	c := newClient(t, filepath.Join(t.TempDir(), "nobody.sock"))
+	c := apitest.Client(t, filepath.Join(t.TempDir(), "nobody.sock"))
 	_, a := pair(t, c.Listener(listenTCP(t)))
 	tc := a.(*client.Conn)
 	if got, want := a.RemoteAddr().String(), tc.ProxyAddr().String(); got != want {
