@@ -304,6 +304,7 @@ func (c *Conn) Receive(fn func(data []byte, ts time.Time)) error {
 func (c *Conn) receivePoll(fn func([]byte, time.Time)) error {
 	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.efd), Events: unix.POLLIN}}
 	var err error
+	var yielded time.Time
 	for {
 		c.wakeups.Add(1)
 		c.drain(fn)
@@ -312,9 +313,13 @@ func (c *Conn) receivePoll(fn func([]byte, time.Time)) error {
 		// rescheduled, and the runtime's monitor takes it for one running
 		// for 10 ms on end: it takes its scheduler slot back, then polls
 		// every 20 µs for a millisecond, over and over: on a server
-		// answering lookups, half the process's wakeups. A yield before
-		// each sleep shows it is not.
-		runtime.Gosched()
+		// answering lookups, half the process's wakeups. A yield now and
+		// then shows it is not; one at every sleep would cost a handoff
+		// between threads each.
+		if now := time.Now(); now.Sub(yielded) >= yieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
 		if _, err = unix.Poll(fds, -1); err != nil && err != unix.EINTR {
 			err = os.NewSyscallError("poll", err)
 			break
@@ -342,6 +347,10 @@ func (c *Conn) receivePoll(fn func([]byte, time.Time)) error {
 	c.stop(err)
 	return err
 }
+
+// yieldEvery is how often Receive yields, at most: within the 10 ms after
+// which the runtime's monitor takes a goroutine for one that never yields.
+const yieldEvery = 5 * time.Millisecond
 
 // drain hands over every frame the kernel has filled, in order, and
 // returns each to the kernel after fn.
