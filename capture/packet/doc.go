@@ -9,8 +9,9 @@
 // without the filter. A bound socket may join a fanout group.
 //
 // Receive hands over each packet as soon as the kernel has written it
-// (the kernel wakes the reader per frame) and, with no traffic, sleeps in
-// poll(2) with no timeout: Close wakes it through an eventfd. Mark and Wait
+// (the kernel wakes the reader per frame). Between packets it sleeps in
+// poll(2); after 5 ms without one it parks in the runtime's poller, which
+// holds no thread and sleeps with no timeout. Close wakes it. Mark and Wait
 // let another goroutine learn from the socket itself that every packet the
 // kernel put in the ring before a moment has been handed over: the kernel
 // counts each packet it gives a frame before it fills the frame

@@ -479,6 +479,56 @@ func TestCloseWakesReceive(t *testing.T) {
 	}
 }
 
+// TestParkedReceive: a Receive parked on a quiet link hands over the
+// packets that come, and returns when the socket closes.
+func TestParkedReceive(t *testing.T) {
+	l := newLink(t)
+	c := l.open(t, Config{}, onlyProto(unix.IPPROTO_UDP))
+	parks := make(chan struct{}, 64)
+	c.mu.Lock()
+	c.onPark = func() { parks <- struct{}{} }
+	c.mu.Unlock()
+	isParked := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.parked != nil
+	}
+	r := receive(c)
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	waitParked := func() {
+		t.Helper()
+		for !isParked() {
+			select {
+			case <-parks: // look again
+			case err := <-r.done:
+				t.Fatalf("Receive returned %v before it parked", err)
+			case <-timer.C:
+				t.Fatalf("Receive did not park within %v", deadline)
+			}
+		}
+	}
+	for i := range 3 {
+		waitParked()
+		l.sendAll(t, [][]byte{udp(uint32(i), unix.IPPROTO_UDP)})
+		if got := r.waitN(t, i+1); !bytes.Equal(got[i], udp(uint32(i), unix.IPPROTO_UDP)) {
+			t.Fatalf("packet %d: got % x", i, got[i])
+		}
+	}
+	waitParked()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Receive returned %v, want net.ErrClosed", err)
+		}
+	case <-timer.C:
+		t.Fatal("a parked Receive still runs after Close")
+	}
+}
+
 // TestFanout: two sockets in a fanout group share the traffic by flow:
 // each flow reaches one of them, whole and in order.
 func TestFanout(t *testing.T) {
