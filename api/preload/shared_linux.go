@@ -181,7 +181,7 @@ func (s *SharedTable) heartbeat() {
 }
 
 func (s *SharedTable) apply(ev *correlate.Event) {
-	k := keyOf(ev.Entry.Key.Peer, ev.Entry.Key.Local)
+	k := keyOf(ev.Entry.Key.Peer(), ev.Entry.Key.Local())
 	if ev.Type == correlate.EventOpen && ev.Entry.State == correlate.StateOpen {
 		s.put(&k, &ev.Entry)
 	} else {
@@ -201,7 +201,7 @@ func (s *SharedTable) rebuild() {
 	s.rebuilds.Add(1)
 	s.src.Range(func(e correlate.Entry) bool {
 		if e.State == correlate.StateOpen {
-			k := keyOf(e.Key.Peer, e.Key.Local)
+			k := keyOf(e.Key.Peer(), e.Key.Local())
 			s.put(&k, &e)
 		}
 		return true
