@@ -77,24 +77,26 @@ func keyOf6(k *key6) Key {
 
 // Peer returns the connection's peer address, canonical.
 func (k Key) Peer() netip.AddrPort {
-	switch k.fam {
-	case fam4:
-		return netip.AddrPortFrom(addr4(k.k4.peer), k.k4.pport)
-	case fam6:
-		return netip.AddrPortFrom(netip.AddrFrom16(k.k6.peer).Unmap(), k.k6.pport)
-	}
-	return netip.AddrPort{}
+	peer, _ := k.ends()
+	return peer
 }
 
 // Local returns the connection's local address, canonical.
 func (k Key) Local() netip.AddrPort {
+	_, local := k.ends()
+	return local
+}
+
+// ends returns the peer and local addresses of k.
+func (k *Key) ends() (peer, local netip.AddrPort) {
 	switch k.fam {
 	case fam4:
-		return netip.AddrPortFrom(addr4(k.k4.local), k.k4.lport)
+		return netip.AddrPortFrom(addr4(k.k4.peer), k.k4.pport), netip.AddrPortFrom(addr4(k.k4.local), k.k4.lport)
 	case fam6:
-		return netip.AddrPortFrom(netip.AddrFrom16(k.k6.local).Unmap(), k.k6.lport)
+		return netip.AddrPortFrom(netip.AddrFrom16(k.k6.peer).Unmap(), k.k6.pport),
+			netip.AddrPortFrom(netip.AddrFrom16(k.k6.local).Unmap(), k.k6.lport)
 	}
-	return netip.AddrPort{}
+	return netip.AddrPort{}, netip.AddrPort{}
 }
 
 // IsValid reports whether k names a connection, that is, whether it is
@@ -106,7 +108,8 @@ func (k Key) String() string {
 	if !k.IsValid() {
 		return "invalid Key"
 	}
-	return k.Peer().String() + " > " + k.Local().String()
+	peer, local := k.ends()
+	return peer.String() + " > " + local.String()
 }
 
 func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
