@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -59,13 +58,7 @@ func TestServeHealth(t *testing.T) {
 
 	// Shutdown: NOT_SERVING during the drain, then the listener closes
 	// although a Watch is still open.
-	sctx, endDrain := context.WithCancel(context.Background())
-	defer endDrain()
-	shut := make(chan error, 1)
-	go func() { shut <- f.srv.Shutdown(sctx) }()
-	if got := nextHealth(t, w); got != notServing {
-		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
-	}
+	shut, endDrain := startShutdown(t, f, w)
 	r, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: api.ServiceName})
 	if err != nil || r.GetStatus() != notServing {
 		t.Errorf("Check during the drain = %v, %v; want NOT_SERVING", r.GetStatus(), err)

@@ -57,6 +57,21 @@ func watchServing(t *testing.T, f *fixture, h healthpb.HealthClient, service str
 	return w
 }
 
+// startShutdown starts a Shutdown of f's server whose drain lasts until
+// endDrain, and checks that the health watch w sees NOT_SERVING; shut
+// receives what Shutdown returns.
+func startShutdown(t *testing.T, f *fixture, w healthpb.Health_WatchClient) (shut <-chan error, endDrain context.CancelFunc) {
+	t.Helper()
+	sctx, endDrain := context.WithCancel(context.Background())
+	t.Cleanup(endDrain)
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(sctx) }()
+	if got := nextHealth(t, w); got != notServing {
+		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
+	}
+	return done, endDrain
+}
+
 func TestHealth(t *testing.T) {
 	f := start(t, api.Config{})
 	cc := f.dial(t, transports[0])
@@ -97,14 +112,7 @@ func TestShutdown(t *testing.T) {
 	}
 	watcher, _ := watch(t, c, 0)
 
-	sctx, endDrain := context.WithCancel(context.Background())
-	defer endDrain()
-	shut := make(chan error, 1)
-	go func() { shut <- f.srv.Shutdown(sctx) }()
-
-	if got := nextHealth(t, w); got != notServing {
-		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
-	}
+	shut, endDrain := startShutdown(t, f, w)
 	if _, err := c.Lookup(ctx(t), &toadv1.LookupRequest{Peer: connV4.peer, Local: connV4.local}); err != nil {
 		t.Errorf("Lookup during the drain: %v, want an answer", err)
 	}
