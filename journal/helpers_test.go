@@ -218,6 +218,21 @@ func diff(want, got map[correlate.Key]correlate.Entry) string {
 // noClock makes recovery expire nothing.
 func noClock() time.Time { return time.Time{} }
 
+// journaled opens a journal in dir, with an hour between its writes, on
+// a new table, and applies and flushes the workload's first n steps.
+func journaled(t testing.TB, dir string, n int) (*Journal, *correlate.Table) {
+	t.Helper()
+	src := newTable(t, tableCfg)
+	j, _ := open(t, dir, src, Config{Interval: time.Hour})
+	for n := range n {
+		step(src, n)
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return j, src
+}
+
 func open(t testing.TB, dir string, tab *correlate.Table, cfg Config) (*Journal, Recovery) {
 	t.Helper()
 	if cfg.Now == nil {
