@@ -45,22 +45,28 @@ type key6 struct {
 // KeyOf returns the key of a connection from peer to local, unmapping
 // IPv4-mapped addresses and dropping IPv6 zones. Either address invalid
 // yields the zero Key.
-func KeyOf(peer, local netip.AddrPort) (k Key) {
+func KeyOf(peer, local netip.AddrPort) Key {
+	var k Key
+	k.set(peer, local)
+	return k
+}
+
+// set makes the zero Key *k KeyOf(peer, local), in place: the table's
+// Observe builds the key of every segment this way.
+func (k *Key) set(peer, local netip.AddrPort) {
 	pa, la := peer.Addr(), local.Addr()
 	if !pa.Is4() || !la.Is4() {
 		pa, la = pa.Unmap(), la.Unmap()
 		if !pa.Is4() || !la.Is4() {
-			if !pa.IsValid() || !la.IsValid() {
-				return Key{}
+			if pa.IsValid() && la.IsValid() {
+				k.fam = fam6
+				k.k6 = key6{peer: pa.As16(), local: la.As16(), pport: peer.Port(), lport: local.Port()}
 			}
-			k.fam = fam6
-			k.k6 = key6{peer: pa.As16(), local: la.As16(), pport: peer.Port(), lport: local.Port()}
-			return k
+			return
 		}
 	}
 	k.fam = fam4
 	k.k4 = key4{peer: be32(pa.As4()), local: be32(la.As4()), pport: peer.Port(), lport: local.Port()}
-	return k
 }
 
 // keyOf6 returns the key of k, whose IPv4 addresses are IPv4-mapped, as

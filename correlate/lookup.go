@@ -9,7 +9,7 @@ import (
 // Get returns k's entry, open or closing. It does not wait and does not
 // count as a lookup. The zero Key is never found.
 func (t *Table) Get(k Key) (e Entry, ok bool) {
-	if !k.IsValid() {
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
 		return e, false
 	}
 	h := t.seed.hash(&k)
@@ -54,7 +54,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	h := t.seed.hash(&k)
 	h32 := uint32(h)
 	s := t.shardOf(h)
-	if !k.IsValid() {
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
 		s.look.notFound.Add(1)
 		return Entry{}, ErrNotFound
 	}

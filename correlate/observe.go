@@ -34,8 +34,9 @@ func (t *Table) Observe(r *decode.Record) {
 		}
 		return
 	}
-	k := KeyOf(r.Peer, r.Local)
-	if !k.IsValid() {
+	var k Key
+	k.set(r.Peer, r.Local)
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
 		return
 	}
 	h := t.seed.hash(&k)
