@@ -40,10 +40,12 @@ func segOn(k correlate.Key, flags decode.Flags, seq uint32, c toa.Client, at tim
 }
 
 // keyN returns the n-th of 16M distinct IPv4 keys from proxies in
-// 198.51.100.0/24 to one server.
-func keyN(n int) correlate.Key {
-	peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(n >> 16)}), uint16(n))
-	return correlate.KeyOf(peer, server)
+// 198.51.100.0/24 to one server: from peerN(n) to server.
+func keyN(n int) correlate.Key { return correlate.KeyOf(peerN(n), server) }
+
+// peerN is the peer of keyN(n).
+func peerN(n int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(n >> 16)}), uint16(n))
 }
 
 // clientN returns the client for key n, distinct for every n below 16M.
@@ -58,8 +60,7 @@ func clientN(n int) toa.Client {
 
 // synN returns the SYN, carrying its TOA, that opens connection n.
 func synN(n int, at time.Time) decode.Record {
-	k := keyN(n)
-	return decode.Record{Time: at, Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: uint32(n), TOA: clientN(n), TOACount: 1}
+	return decode.Record{Time: at, Peer: peerN(n), Local: server, Flags: decode.SYN, Seq: uint32(n), TOA: clientN(n), TOACount: 1}
 }
 
 func newTable(t testing.TB, cfg correlate.Config) *correlate.Table {

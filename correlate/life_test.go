@@ -20,8 +20,7 @@ func observe(tab *correlate.Table, rs ...decode.Record) {
 }
 
 func finN(n int, at time.Time) decode.Record {
-	k := keyN(n)
-	return decode.Record{Time: at, Peer: k.Peer(), Local: k.Local(), Flags: decode.FIN | decode.ACK, Seq: uint32(n) + 1}
+	return decode.Record{Time: at, Peer: peerN(n), Local: server, Flags: decode.FIN | decode.ACK, Seq: uint32(n) + 1}
 }
 
 func has(tab *correlate.Table, ns ...int) []int {
