@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/toad-project/toad/correlate"
+	"github.com/toad-project/toad/internal/counter"
 	"github.com/toad-project/toad/journal"
 	toadv1 "github.com/toad-project/toad/proto/toad/v1"
 	"github.com/toad-project/toad/toa"
@@ -131,52 +132,48 @@ func dialectText(d toa.Dialect) string {
 	return d.String()
 }
 
-// journalStatsFields are the JournalStats fields of journal.Counters, in
-// its order; a test checks that every counter has its field and every
+// journalStatsFields and tableStatsFields are the JournalStats fields of
+// journal.Counters and the TableStats fields of correlate.Counters, in
+// their order; tests check that every counter has its field and every
 // field its counter.
-var journalStatsFields = func() []protoreflect.FieldDescriptor {
-	fields := (&toadv1.JournalStats{}).ProtoReflect().Descriptor().Fields()
-	fds := make([]protoreflect.FieldDescriptor, len(journal.Counters))
-	for i, c := range journal.Counters {
-		fds[i] = fields.ByName(protoreflect.Name(c.Name)) // nil: the test says which
+var (
+	journalStatsFields = statsFields(&toadv1.JournalStats{}, journal.Counters)
+	tableStatsFields   = statsFields(&toadv1.TableStats{}, correlate.Counters)
+)
+
+// statsFields returns the field of msg each counter names, in their
+// order: nil for a counter msg has no field of (a test says which).
+func statsFields[S any](msg protoreflect.ProtoMessage, counters []counter.Desc[S]) []protoreflect.FieldDescriptor {
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	fds := make([]protoreflect.FieldDescriptor, len(counters))
+	for i, c := range counters {
+		fds[i] = fields.ByName(protoreflect.Name(c.Name))
 	}
 	return fds
-}()
+}
+
+// setStats sets each field of m in fds, statsFields' answer for counters,
+// to its counter's value in st; a bool field is true for a counter not 0.
+func setStats[S any](m protoreflect.Message, fds []protoreflect.FieldDescriptor, counters []counter.Desc[S], st *S) {
+	for i, c := range counters {
+		switch fd := fds[i]; {
+		case fd == nil:
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(c.Value(st) != 0))
+		default:
+			m.Set(fd, protoreflect.ValueOfUint64(c.Value(st)))
+		}
+	}
+}
 
 func journalStats(st journal.Stats) *toadv1.JournalStats {
 	js := &toadv1.JournalStats{}
-	m := js.ProtoReflect()
-	for i, c := range journal.Counters {
-		switch fd := journalStatsFields[i]; {
-		case fd == nil:
-		case fd.Kind() == protoreflect.BoolKind:
-			m.Set(fd, protoreflect.ValueOfBool(c.Value(&st) != 0))
-		default:
-			m.Set(fd, protoreflect.ValueOfUint64(c.Value(&st)))
-		}
-	}
+	setStats(js.ProtoReflect(), journalStatsFields, journal.Counters, &st)
 	return js
 }
 
-// tableStatsFields are the TableStats fields of correlate.Counters, in
-// its order; a test checks that every counter has its field and every
-// field its counter.
-var tableStatsFields = func() []protoreflect.FieldDescriptor {
-	fields := (&toadv1.TableStats{}).ProtoReflect().Descriptor().Fields()
-	fds := make([]protoreflect.FieldDescriptor, len(correlate.Counters))
-	for i, c := range correlate.Counters {
-		fds[i] = fields.ByName(protoreflect.Name(c.Name)) // nil: the test says which
-	}
-	return fds
-}()
-
 func tableStats(st correlate.Stats) *toadv1.TableStats {
 	ts := &toadv1.TableStats{AllTrusted: st.AllTrusted}
-	m := ts.ProtoReflect()
-	for i, c := range correlate.Counters {
-		if fd := tableStatsFields[i]; fd != nil {
-			m.Set(fd, protoreflect.ValueOfUint64(c.Value(&st)))
-		}
-	}
+	setStats(ts.ProtoReflect(), tableStatsFields, correlate.Counters, &st)
 	return ts
 }

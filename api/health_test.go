@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -37,23 +36,7 @@ func TestServeHealth(t *testing.T) {
 	defer cc.Close()
 	h := healthpb.NewHealthClient(cc)
 
-	for _, svc := range []string{"", api.ServiceName} {
-		r, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: svc})
-		if err != nil || r.GetStatus() != notServing {
-			t.Errorf("Check(%q) before SetServing = %v, %v; want NOT_SERVING", svc, r.GetStatus(), err)
-		}
-	}
-	w, err := h.Watch(ctx(t), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := nextHealth(t, w); got != notServing {
-		t.Fatalf("first status %v, want NOT_SERVING", got)
-	}
-	f.srv.SetServing(true)
-	if got := nextHealth(t, w); got != serving {
-		t.Fatalf("after SetServing(true): %v, want SERVING", got)
-	}
+	w := watchServing(t, f, h, "")
 
 	// Nothing but health: no lookups, no reflection.
 	_, err = toadv1.NewLookupServiceClient(cc).Lookup(ctx(t), &toadv1.LookupRequest{Peer: connV4.peer, Local: connV4.local})
@@ -75,13 +58,7 @@ func TestServeHealth(t *testing.T) {
 
 	// Shutdown: NOT_SERVING during the drain, then the listener closes
 	// although a Watch is still open.
-	sctx, endDrain := context.WithCancel(context.Background())
-	defer endDrain()
-	shut := make(chan error, 1)
-	go func() { shut <- f.srv.Shutdown(sctx) }()
-	if got := nextHealth(t, w); got != notServing {
-		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
-	}
+	shut, endDrain := startShutdown(t, f, w)
 	r, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: api.ServiceName})
 	if err != nil || r.GetStatus() != notServing {
 		t.Errorf("Check during the drain = %v, %v; want NOT_SERVING", r.GetStatus(), err)

@@ -32,21 +32,18 @@ func nextHealth(t *testing.T, w healthpb.Health_WatchClient) healthpb.HealthChec
 	return r.GetStatus()
 }
 
-func TestHealth(t *testing.T) {
-	f := start(t, api.Config{})
-	cc := f.dial(t, transports[0])
-	h := healthpb.NewHealthClient(cc)
+// watchServing checks that h answers NOT_SERVING for the server and its
+// service before f's server is serving, then watches service and checks
+// that the watch sees NOT_SERVING, then SERVING after SetServing(true).
+func watchServing(t *testing.T, f *fixture, h healthpb.HealthClient, service string) healthpb.Health_WatchClient {
+	t.Helper()
 	for _, svc := range []string{"", api.ServiceName} {
 		r, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || r.GetStatus() != notServing {
 			t.Errorf("Check(%q) before SetServing = %v, %v; want NOT_SERVING", svc, r.GetStatus(), err)
 		}
 	}
-	if _, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: "no.such.Service"}); status.Code(err) != codes.NotFound {
-		t.Errorf("Check of an unknown service: %v, want NotFound", err)
-	}
-
-	w, err := h.Watch(ctx(t), &healthpb.HealthCheckRequest{Service: api.ServiceName})
+	w, err := h.Watch(ctx(t), &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +54,33 @@ func TestHealth(t *testing.T) {
 	if got := nextHealth(t, w); got != serving {
 		t.Fatalf("after SetServing(true): %v, want SERVING", got)
 	}
+	return w
+}
+
+// startShutdown starts a Shutdown of f's server whose drain lasts until
+// endDrain, and checks that the health watch w sees NOT_SERVING; shut
+// receives what Shutdown returns.
+func startShutdown(t *testing.T, f *fixture, w healthpb.Health_WatchClient) (shut <-chan error, endDrain context.CancelFunc) {
+	t.Helper()
+	sctx, endDrain := context.WithCancel(context.Background())
+	t.Cleanup(endDrain)
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(sctx) }()
+	if got := nextHealth(t, w); got != notServing {
+		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
+	}
+	return done, endDrain
+}
+
+func TestHealth(t *testing.T) {
+	f := start(t, api.Config{})
+	cc := f.dial(t, transports[0])
+	h := healthpb.NewHealthClient(cc)
+	if _, err := h.Check(ctx(t), &healthpb.HealthCheckRequest{Service: "no.such.Service"}); status.Code(err) != codes.NotFound {
+		t.Errorf("Check of an unknown service: %v, want NotFound", err)
+	}
+
+	w := watchServing(t, f, h, api.ServiceName)
 	f.srv.SetServing(false)
 	if got := nextHealth(t, w); got != notServing {
 		t.Fatalf("after SetServing(false): %v, want NOT_SERVING", got)
@@ -88,14 +112,7 @@ func TestShutdown(t *testing.T) {
 	}
 	watcher, _ := watch(t, c, 0)
 
-	sctx, endDrain := context.WithCancel(context.Background())
-	defer endDrain()
-	shut := make(chan error, 1)
-	go func() { shut <- f.srv.Shutdown(sctx) }()
-
-	if got := nextHealth(t, w); got != notServing {
-		t.Fatalf("health during the drain: %v, want NOT_SERVING", got)
-	}
+	shut, endDrain := startShutdown(t, f, w)
 	if _, err := c.Lookup(ctx(t), &toadv1.LookupRequest{Peer: connV4.peer, Local: connV4.local}); err != nil {
 		t.Errorf("Lookup during the drain: %v, want an answer", err)
 	}

@@ -212,7 +212,7 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 			if err := reportMissed(); err != nil {
 				return err
 			}
-			if port != 0 && uint32(ev.Entry.Key.Local.Port()) != port {
+			if port != 0 && uint32(ev.Entry.Key.Local().Port()) != port {
 				continue
 			}
 			typ := toadv1.EventType_EVENT_TYPE_OPEN
@@ -222,7 +222,7 @@ func (s *service) Watch(req *toadv1.WatchRequest, stream toadv1.LookupService_Wa
 			k := ev.Entry.Key
 			err := send(&toadv1.WatchResponse{
 				Type:       typ,
-				Connection: newConnection(k.Peer.String(), k.Local.String(), &ev.Entry),
+				Connection: newConnection(k.Peer().String(), k.Local().String(), &ev.Entry),
 			})
 			if err != nil {
 				return err

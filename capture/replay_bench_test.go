@@ -60,20 +60,19 @@ func replayInto(b *testing.B, r io.Reader, dec *decode.Decoder) Stats {
 // BenchmarkReplay replays a generated capture from memory through the
 // decoder and a correlate.Table.
 func BenchmarkReplay(b *testing.B) {
-	data, truth := benchCapture()
-	dec := decode.New(nil)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		replayInto(b, bytes.NewReader(data), dec)
-	}
-	b.ReportMetric(float64(truth.Packets)*float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+	benchReplay(b, benchCapture)
 }
 
 // BenchmarkReplayPCAPNG is BenchmarkReplay on the same traffic in pcapng,
 // which pcapgo reads behind the check of every block's length.
 func BenchmarkReplayPCAPNG(b *testing.B) {
-	data, truth := benchCaptureNG()
+	benchReplay(b, benchCaptureNG)
+}
+
+// benchReplay replays the capture file gives from memory, as
+// BenchmarkReplay says.
+func benchReplay(b *testing.B, file func() ([]byte, *gen.Truth)) {
+	data, truth := file()
 	dec := decode.New(nil)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))

@@ -93,12 +93,12 @@ func closingTable(t *testing.T, src correlate.Source) *correlate.Table {
 // ACK carrying c.
 func reuse(c toa.Client, inACK bool) []decode.Record {
 	k := keyN(1)
-	syn := decode.Record{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 777000}
+	syn := decode.Record{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: 777000}
 	if !inACK {
 		syn.TOA, syn.TOACount = c, 1
 		return []decode.Record{syn}
 	}
-	ack := decode.Record{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.ACK, Seq: 777001, TOA: c, TOACount: 1}
+	ack := decode.Record{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK, Seq: 777001, TOA: c, TOACount: 1}
 	return []decode.Record{syn, ack}
 }
 

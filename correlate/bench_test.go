@@ -112,14 +112,14 @@ func BenchmarkPut(b *testing.B) {
 	tab := filled(b, 4096, 4096)
 	k := keyN(4095)
 	b.Run("repeat", func(b *testing.B) {
-		r := decode.Record{Time: t0, Peer: k.Peer, Local: k.Local, Flags: decode.ACK | decode.PSH, TOA: clientN(4095), TOACount: 1}
+		r := decode.Record{Time: t0, Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK | decode.PSH, TOA: clientN(4095), TOACount: 1}
 		b.ReportAllocs()
 		for b.Loop() {
 			tab.Observe(&r)
 		}
 	})
 	b.Run("data", func(b *testing.B) {
-		r := decode.Record{Time: t0, Peer: k.Peer, Local: k.Local, Flags: decode.ACK | decode.PSH}
+		r := decode.Record{Time: t0, Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK | decode.PSH}
 		b.ReportAllocs()
 		for b.Loop() {
 			tab.Observe(&r)

@@ -2,31 +2,10 @@ package correlate
 
 import (
 	"errors"
-	"net/netip"
 	"time"
 
 	"github.com/toad-project/toad/toa"
 )
-
-// Key is a connection's server-side 4-tuple: the peer and local addresses
-// exactly as the application's socket reports them. IPv4-mapped IPv6
-// addresses are stored unmapped, so "[::ffff:192.0.2.1]:80" and
-// "192.0.2.1:80" are the same key. Key is comparable.
-type Key struct {
-	Peer  netip.AddrPort
-	Local netip.AddrPort
-}
-
-// KeyOf returns the key for a connection from peer to local, unmapping
-// IPv4-mapped addresses and dropping IPv6 zones.
-func KeyOf(peer, local netip.AddrPort) Key {
-	return Key{Peer: canon(peer), Local: canon(local)}
-}
-
-func canon(ap netip.AddrPort) netip.AddrPort {
-	a := ap.Addr().Unmap().WithZone("")
-	return netip.AddrPortFrom(a, ap.Port())
-}
 
 // State is where a connection is in its life.
 type State uint8

@@ -17,7 +17,7 @@ var (
 	proxy  = netip.MustParseAddrPort("198.51.100.7:40000")
 	server = netip.MustParseAddrPort("203.0.113.10:443")
 	key    = correlate.KeyOf(proxy, server)
-	cmpNet = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{})
+	cmpNet = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{}, correlate.Key{})
 )
 
 // v4 returns a port-carrying IPv4 client in the LVS/DPVS dialect.
@@ -32,7 +32,7 @@ func seg(flags decode.Flags, seq uint32, c toa.Client, at time.Duration) decode.
 }
 
 func segOn(k correlate.Key, flags decode.Flags, seq uint32, c toa.Client, at time.Time) decode.Record {
-	r := decode.Record{Time: at, Peer: k.Peer, Local: k.Local, Flags: flags, Seq: seq, Ack: 1, TOA: c}
+	r := decode.Record{Time: at, Peer: k.Peer(), Local: k.Local(), Flags: flags, Seq: seq, Ack: 1, TOA: c}
 	if !c.IsZero() {
 		r.TOACount = 1
 	}
@@ -40,10 +40,12 @@ func segOn(k correlate.Key, flags decode.Flags, seq uint32, c toa.Client, at tim
 }
 
 // keyN returns the n-th of 16M distinct IPv4 keys from proxies in
-// 198.51.100.0/24 to one server.
-func keyN(n int) correlate.Key {
-	peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(n >> 16)}), uint16(n))
-	return correlate.Key{Peer: peer, Local: server}
+// 198.51.100.0/24 to one server: from peerN(n) to server.
+func keyN(n int) correlate.Key { return correlate.KeyOf(peerN(n), server) }
+
+// peerN is the peer of keyN(n).
+func peerN(n int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(n >> 16)}), uint16(n))
 }
 
 // clientN returns the client for key n, distinct for every n below 16M.
@@ -58,8 +60,7 @@ func clientN(n int) toa.Client {
 
 // synN returns the SYN, carrying its TOA, that opens connection n.
 func synN(n int, at time.Time) decode.Record {
-	k := keyN(n)
-	return decode.Record{Time: at, Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: uint32(n), TOA: clientN(n), TOACount: 1}
+	return decode.Record{Time: at, Peer: peerN(n), Local: server, Flags: decode.SYN, Seq: uint32(n), TOA: clientN(n), TOACount: 1}
 }
 
 func newTable(t testing.TB, cfg correlate.Config) *correlate.Table {

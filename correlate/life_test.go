@@ -21,8 +21,7 @@ func observe(tab *correlate.Table, rs ...decode.Record) {
 }
 
 func finN(n int, at time.Time) decode.Record {
-	k := keyN(n)
-	return decode.Record{Time: at, Peer: k.Peer, Local: k.Local, Flags: decode.FIN | decode.ACK, Seq: uint32(n) + 1}
+	return decode.Record{Time: at, Peer: peerN(n), Local: server, Flags: decode.FIN | decode.ACK, Seq: uint32(n) + 1}
 }
 
 func has(tab *correlate.Table, ns ...int) []int {
@@ -145,7 +144,7 @@ func TestIdleTimeout(t *testing.T) {
 		for range 10 {
 			time.Sleep(30 * time.Second)
 			k := keyN(1)
-			observe(tab, decode.Record{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.ACK, Seq: 2})
+			observe(tab, decode.Record{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK, Seq: 2})
 			tab.Expire(time.Now())
 		}
 		if got, want := has(tab, 1, 2), []int{1}; !equal(got, want) {
@@ -266,10 +265,10 @@ func TestLookupWaitMapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tab := newTable(t, correlate.Config{Capacity: 64, Shards: 4})
 		k := keyN(5)
-		mapped := correlate.Key{Peer: mapAP(k.Peer), Local: mapAP(k.Local)}
+		mapped := correlate.KeyOf(mapAP(k.Peer()), mapAP(k.Local()))
 		ch, _ := lookupAsync(t.Context(), tab, mapped, time.Minute)
 		synctest.Wait()
-		observe(tab, decode.Record{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.ACK, Seq: 6, TOA: clientN(5), TOACount: 1})
+		observe(tab, decode.Record{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK, Seq: 6, TOA: clientN(5), TOACount: 1})
 		if r := <-ch; r.err != nil || r.e.Key != k {
 			t.Errorf("got %v, %v; want key %v", r.e.Key, r.err, k)
 		}
@@ -296,7 +295,7 @@ func TestSubscribe(t *testing.T) {
 		t.Fatalf("the follower had %d events when Observe returned, want 1", len(followed))
 	}
 	observe(tab,
-		decode.Record{Time: t0.Add(time.Second), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 99, TOA: clientN(2), TOACount: 1},
+		decode.Record{Time: t0.Add(time.Second), Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: 99, TOA: clientN(2), TOACount: 1},
 		finN(1, t0.Add(2*time.Second)),
 		synN(3, t0.Add(3*time.Second)),
 	)

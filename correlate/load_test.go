@@ -143,7 +143,7 @@ func TestAllocs(t *testing.T) {
 		observe(tab, synN(n, t0))
 	}
 	known := keyN(n - 1)
-	data := decode.Record{Time: t0, Peer: known.Peer, Local: known.Local, Flags: decode.ACK | decode.PSH, Seq: 9, TOA: clientN(n - 1), TOACount: 1}
+	data := decode.Record{Time: t0, Peer: known.Peer(), Local: known.Local(), Flags: decode.ACK | decode.PSH, Seq: 9, TOA: clientN(n - 1), TOACount: 1}
 	for _, c := range []struct {
 		name string
 		f    func()

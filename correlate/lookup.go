@@ -7,14 +7,15 @@ import (
 )
 
 // Get returns k's entry, open or closing. It does not wait and does not
-// count as a lookup.
+// count as a lookup. The zero Key is never found.
 func (t *Table) Get(k Key) (e Entry, ok bool) {
-	var p pkey
-	p.setKey(&k)
-	h := t.seed.hash(&p)
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
+		return e, false
+	}
+	h := t.seed.hash(&k)
 	s := t.shardOf(h)
 	s.mu.RLock()
-	if ref := s.find(&p, uint32(h)); ref != 0 {
+	if ref := s.find(&k, uint32(h)); ref != 0 {
 		s.fill(&e, ref, &k)
 		ok = true
 	}
@@ -22,11 +23,11 @@ func (t *Table) Get(k Key) (e Entry, ok bool) {
 	return e, ok
 }
 
-// read sets *e, zero, to the entry of p, whose hash is h and key *k, and
-// returns its ref, or 0 when there is none.
-func (s *shard) read(e *Entry, p *pkey, h uint32, k *Key) uint32 {
+// read sets *e, zero, to the entry of *k, whose hash is h, and returns its
+// ref, or 0 when there is none.
+func (s *shard) read(e *Entry, k *Key, h uint32) uint32 {
 	s.mu.RLock()
-	ref := s.find(p, h)
+	ref := s.find(k, h)
 	if ref != 0 {
 		s.fill(e, ref, k)
 	}
@@ -39,7 +40,8 @@ func (s *shard) read(e *Entry, p *pkey, h uint32, k *Key) uint32 {
 // for the key to be inserted, woken by that insert alone; with it, for the
 // source to catch up with the call (see Config.Barrier), after which it
 // answers at once. A key still absent yields ErrNotFound (with ErrClosed
-// when the table is closed); ctx ending first yields ctx.Err().
+// when the table is closed); ctx ending first yields ctx.Err(). The zero
+// Key, which no connection has, yields ErrNotFound at once.
 //
 // An open entry is answered at once: a SYN that starts a new connection
 // on its key replaces it, but only once the source delivers that SYN, so
@@ -49,13 +51,15 @@ func (s *shard) read(e *Entry, p *pkey, h uint32, k *Key) uint32 {
 // Each call is counted in Stats as answered, not found, timed out (stale
 // ones among them) or canceled.
 func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, error) {
-	var p pkey
-	p.setKey(&k)
-	h := t.seed.hash(&p)
+	h := t.seed.hash(&k)
 	h32 := uint32(h)
 	s := t.shardOf(h)
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
+		s.look.notFound.Add(1)
+		return Entry{}, ErrNotFound
+	}
 	var e Entry
-	ref := s.read(&e, &p, h32, &k)
+	ref := s.read(&e, &k, h32)
 	if ref != 0 && (!t.barrier || wait <= 0 || e.State == StateOpen) {
 		s.look.ok.Add(1)
 		return e, nil
@@ -71,7 +75,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	closing := ref != 0 // with the barrier, not answered before the source catches up
 	if t.barrier {
 		if src := t.source(); src != nil {
-			return t.syncLookup(ctx, src, s, &p, h32, &k, wait, closing)
+			return t.syncLookup(ctx, src, s, &k, h32, wait, closing)
 		}
 	}
 	timer := time.NewTimer(wait)
@@ -84,7 +88,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	if closing {
 		select {
 		case <-attached:
-			return t.syncLookup(ctx, t.source(), s, &p, h32, &k, wait-time.Since(start), true)
+			return t.syncLookup(ctx, t.source(), s, &k, h32, wait-time.Since(start), true)
 		case <-timer.C:
 			s.look.timedOut.Add(1)
 			s.look.stale.Add(1)
@@ -97,7 +101,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 	w := &waiter{}
 	for {
 		s.mu.Lock()
-		if ref := s.find(&p, h32); ref != 0 {
+		if ref := s.find(&k, h32); ref != 0 {
 			s.fill(&e, ref, &k)
 			s.mu.Unlock()
 			s.look.ok.Add(1)
@@ -123,7 +127,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 		}
 		s.mu.Lock()
 		s.removeWaiter(k, w)
-		ref := s.find(&p, h32)
+		ref := s.find(&k, h32)
 		if ref != 0 {
 			s.fill(&e, ref, &k)
 		}
@@ -136,7 +140,7 @@ func (t *Table) Lookup(ctx context.Context, k Key, wait time.Duration) (Entry, e
 			s.look.canceled.Add(1)
 			return Entry{}, ctx.Err()
 		case syncNow:
-			return t.syncLookup(ctx, t.source(), s, &p, h32, &k, wait-time.Since(start), ref != 0)
+			return t.syncLookup(ctx, t.source(), s, &k, h32, wait-time.Since(start), ref != 0)
 		}
 		s.look.timedOut.Add(1)
 		if ref != 0 {
@@ -157,7 +161,7 @@ var noWait = func() context.Context {
 // syncLookup is a Lookup with the barrier and a source: it waits up to
 // wait for src to catch up with the call, then answers what the key
 // holds. closing reports that the key held a closing entry at the call.
-func (t *Table) syncLookup(ctx context.Context, src Source, s *shard, p *pkey, h32 uint32, k *Key, wait time.Duration, closing bool) (Entry, error) {
+func (t *Table) syncLookup(ctx context.Context, src Source, s *shard, k *Key, h32 uint32, wait time.Duration, closing bool) (Entry, error) {
 	// First without waiting, which costs no context when the source is
 	// caught up already, as it mostly is.
 	err := src.Sync(noWait)
@@ -179,7 +183,7 @@ func (t *Table) syncLookup(ctx context.Context, src Source, s *shard, p *pkey, h
 		return Entry{}, errClosedNotFound
 	}
 	var e Entry
-	ref := s.read(&e, p, h32, k)
+	ref := s.read(&e, k, h32)
 	switch {
 	case err == nil && ref != 0:
 		s.look.ok.Add(1)

@@ -34,16 +34,19 @@ func (t *Table) Observe(r *decode.Record) {
 		}
 		return
 	}
-	var p pkey
-	p.set(r.Peer, r.Local)
-	h := t.seed.hash(&p)
+	var k Key
+	k.set(r.Peer, r.Local)
+	if k.fam == famNone { // the zero Key; IsValid, a value method, would copy k
+		return
+	}
+	h := t.seed.hash(&k)
 	h32 := uint32(h)
 	now := nanos(r.Time)
 	s := t.shardOf(h)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref := s.find(&p, h32)
+	ref := s.find(&k, h32)
 	if syn {
 		s.forgetClosed(h)
 		if !hasTOA {
@@ -51,7 +54,7 @@ func (t *Table) Observe(r *decode.Record) {
 		}
 		if ref != 0 && s.startsNew(ref, r.Seq) {
 			if _, f := s.hdr(ref); *f&fClosing == 0 {
-				t.publishClose(s, ref, now, &p)
+				t.publishClose(s, ref, now, &k)
 			}
 			t.drop(s, ref, h32)
 			s.c.reused++
@@ -63,7 +66,7 @@ func (t *Table) Observe(r *decode.Record) {
 			s.c.multipleTOA++
 		}
 		if ref == 0 {
-			ref = t.insertTOA(s, &p, h32, r, now)
+			ref = t.insertTOA(s, &k, h32, r, now)
 		} else if !s.sameClient(ref, &r.TOA) {
 			s.c.conflicts++
 		}
@@ -90,7 +93,7 @@ func (t *Table) Observe(r *decode.Record) {
 		t.nClosing.Add(1)
 		s.logClose(ref)
 		if t.subs.Load() != nil {
-			t.publish(Event{Type: EventClose, Entry: s.entry(ref, p.unpack())})
+			t.publish(Event{Type: EventClose, Entry: s.entry(ref, k)})
 		}
 	}
 }
@@ -141,8 +144,8 @@ func setClient(v *val, f *uint8, c *toa.Client) {
 	v.dkind, v.dlen = c.Dialect.Kind, c.Dialect.Len
 }
 
-// insertTOA adds the open entry r's TOA creates for p.
-func (t *Table) insertTOA(s *shard, p *pkey, h uint32, r *decode.Record, now int64) uint32 {
+// insertTOA adds the open entry r's TOA creates for k.
+func (t *Table) insertTOA(s *shard, k *Key, h uint32, r *decode.Record, now int64) uint32 {
 	var v val
 	var f uint8
 	setClient(&v, &f, &r.TOA)
@@ -154,10 +157,10 @@ func (t *Table) insertTOA(s *shard, p *pkey, h uint32, r *decode.Record, now int
 			f |= fSynInferred
 		}
 	}
-	ref := t.insert(s, p, h, &v, f)
+	ref := t.insert(s, k, h, &v, f)
 	s.c.connsWithTOA++
 	if t.subs.Load() != nil {
-		t.publish(Event{Type: EventOpen, Entry: s.entry(ref, p.unpack())})
+		t.publish(Event{Type: EventOpen, Entry: s.entry(ref, *k)})
 	}
 	return ref
 }

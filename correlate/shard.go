@@ -160,12 +160,12 @@ func (s *shard) val(ref uint32) *val {
 	return v
 }
 
-// find returns the ref of p's entry, or 0.
-func (s *shard) find(p *pkey, h uint32) uint32 {
-	if p.is6 {
-		return findIn(s.idx, &s.a6, ref6, h, &p.k6)
+// find returns the ref of k's entry, or 0.
+func (s *shard) find(k *Key, h uint32) uint32 {
+	if k.fam == fam6 {
+		return findIn(s.idx, &s.a6, ref6, h, &k.k6)
 	}
-	return findIn(s.idx, &s.a4, 0, h, &p.k4)
+	return findIn(s.idx, &s.a4, 0, h, &k.k4)
 }
 
 func findIn[K key4 | key6](idx []uint64, a *arena[K], fam, h uint32, k *K) uint32 {
@@ -259,17 +259,17 @@ func (s *shard) unlink(l *list, ref uint32) {
 	v.prev, v.next = 0, 0
 }
 
-// alloc takes a slot for p, indexes it and returns its ref; the caller
+// alloc takes a slot for k, indexes it and returns its ref; the caller
 // fills it in and links it into a list.
-func (s *shard) alloc(p *pkey, h uint32) uint32 {
+func (s *shard) alloc(k *Key, h uint32) uint32 {
 	var ref uint32
-	if p.is6 {
+	if k.fam == fam6 {
 		i := s.a6.alloc()
-		s.a6.at(i).k = p.k6
+		s.a6.at(i).k = k.k6
 		ref = ref6 | (i + 1)
 	} else {
 		i := s.a4.alloc()
-		s.a4.at(i).k = p.k4
+		s.a4.at(i).k = k.k4
 		ref = i + 1
 	}
 	s.index(h, ref)
@@ -277,15 +277,14 @@ func (s *shard) alloc(p *pkey, h uint32) uint32 {
 	return ref
 }
 
-// keyOf returns the packed key of ref's entry.
-func (s *shard) keyOf(ref uint32) (p pkey) {
+// keyOf returns the key of ref's entry.
+func (s *shard) keyOf(ref uint32) (k Key) {
 	if ref&ref6 != 0 {
-		p.is6 = true
-		p.k6 = s.a6.at(ref&refSlot - 1).k
+		k.fam, k.k6 = fam6, s.a6.at(ref&refSlot-1).k
 	} else {
-		p.k4 = s.a4.at(ref&refSlot - 1).k
+		k.fam, k.k4 = fam4, s.a4.at(ref&refSlot-1).k
 	}
-	return p
+	return k
 }
 
 // waiter is a lookup waiting for its key; ch is closed when the key is

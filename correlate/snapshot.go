@@ -268,17 +268,15 @@ func (t *Table) load(recs []srec, now time.Time, idleFromStamps bool) (loaded in
 		if rec.f&fClosing == 0 && t.idle > 0 && !idleFromStamps && !now.IsZero() {
 			rec.v.stamp = max(rec.v.stamp, nanos(now))
 		}
-		k := rec.k.unpack()
-		if !t.trusts(k.Peer.Addr()) {
+		k := keyOf6(&rec.k)
+		if !t.trusts(k.Peer().Addr()) {
 			continue
 		}
-		var p pkey
-		p.set(k.Peer, k.Local)
-		h := t.seed.hash(&p)
+		h := t.seed.hash(&k)
 		s := t.shardOf(h)
 		s.mu.Lock()
-		if s.find(&p, uint32(h)) == 0 {
-			t.insert(s, &p, uint32(h), &rec.v, rec.f)
+		if s.find(&k, uint32(h)) == 0 {
+			t.insert(s, &k, uint32(h), &rec.v, rec.f)
 			loaded++
 		}
 		s.mu.Unlock()

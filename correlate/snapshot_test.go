@@ -31,7 +31,7 @@ func snapshotTable(t *testing.T) *correlate.Table {
 		synN(1, t0),
 		synN(2, t0.Add(time.Second)),
 		finN(2, t0.Add(2*time.Second)),
-		decode.Record{Time: t0.Add(3 * time.Second), Peer: k3.Peer, Local: k3.Local, Flags: decode.ACK, Seq: 501, TOA: nat64, TOACount: 1},
+		decode.Record{Time: t0.Add(3 * time.Second), Peer: k3.Peer(), Local: k3.Local(), Flags: decode.ACK, Seq: 501, TOA: nat64, TOACount: 1},
 		segOn(k6, decode.SYN, 77, noPort6, t0.Add(4*time.Second)),
 	)
 	return tab

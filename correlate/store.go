@@ -8,11 +8,11 @@ import (
 	"github.com/toad-project/toad/toa"
 )
 
-// insert adds an entry for p, absent from s, making room for it; it wakes
-// the lookups waiting for p.
-func (t *Table) insert(s *shard, p *pkey, h uint32, v *val, f uint8) uint32 {
+// insert adds an entry for k, absent from s, making room for it; it wakes
+// the lookups waiting for k.
+func (t *Table) insert(s *shard, k *Key, h uint32, v *val, f uint8) uint32 {
 	t.reserve(s)
-	ref := s.alloc(p, h)
+	ref := s.alloc(k, h)
 	sv, sf := s.hdr(ref)
 	*sv, *sf = *v, f
 	if f&fClosing != 0 {
@@ -27,7 +27,7 @@ func (t *Table) insert(s *shard, p *pkey, h uint32, v *val, f uint8) uint32 {
 	}
 	s.logPut(ref)
 	if len(s.waiters) > 0 {
-		s.wake(p.unpack())
+		s.wake(*k)
 	}
 	return ref
 }
@@ -140,11 +140,11 @@ func (t *Table) forget(s *shard, ref, h uint32, reuse bool) {
 
 // publishClose tells subscribers that ref's open entry ended at now
 // because a new connection took its key.
-func (t *Table) publishClose(s *shard, ref uint32, now int64, p *pkey) {
+func (t *Table) publishClose(s *shard, ref uint32, now int64, k *Key) {
 	if t.subs.Load() == nil {
 		return
 	}
-	e := s.entry(ref, p.unpack())
+	e := s.entry(ref, *k)
 	e.State = StateClosing
 	e.ClosedAt = timeOf(now)
 	t.publish(Event{Type: EventClose, Entry: e})
@@ -252,8 +252,7 @@ func (t *Table) Range(fn func(Entry) bool) {
 		s.mu.RLock()
 		for _, l := range [2]*list{&s.open, &s.closing} {
 			for ref := l.head; ref != 0; ref = s.val(ref).next {
-				p := s.keyOf(ref)
-				buf = append(buf, s.entry(ref, p.unpack()))
+				buf = append(buf, s.entry(ref, s.keyOf(ref)))
 			}
 		}
 		s.mu.RUnlock()

@@ -69,10 +69,10 @@ func TestObserve(t *testing.T) {
 	ms := time.Millisecond
 	trusted := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}
 	outsider := correlate.KeyOf(netip.MustParseAddrPort("198.51.100.200:40000"), server)
-	mappedKey := correlate.Key{
-		Peer:  netip.MustParseAddrPort("[::ffff:198.51.100.7]:40000"),
-		Local: netip.MustParseAddrPort("[::ffff:203.0.113.10]:443"),
-	}
+	mappedKey := correlate.KeyOf(
+		netip.MustParseAddrPort("[::ffff:198.51.100.7]:40000"),
+		netip.MustParseAddrPort("[::ffff:203.0.113.10]:443"))
+
 	key6 := correlate.KeyOf(netip.MustParseAddrPort("[2001:db8::7]:40000"), netip.MustParseAddrPort("[2001:db8::10]:443"))
 	noPort6 := toa.Client{Dialect: toa.Kind28V6, Addr: netip.MustParseAddr("2001:db8:c::1")}
 	nat64 := toa.Client{Dialect: toa.Kind254V6, Addr: netip.MustParseAddr("2001:db8:c::2"), Port: 3333, HasPort: true}
@@ -331,10 +331,10 @@ func TestMappedLookup(t *testing.T) {
 	tab := newTable(t, correlate.Config{Capacity: 16, Shards: 1})
 	r := seg(decode.SYN, 1, v4("192.0.2.1:1111"), 0)
 	tab.Observe(&r)
-	mapped := correlate.Key{
-		Peer:  netip.AddrPortFrom(netip.AddrFrom16(proxy.Addr().As16()), proxy.Port()),
-		Local: netip.AddrPortFrom(netip.AddrFrom16(server.Addr().As16()), server.Port()),
-	}
+	mapped := correlate.KeyOf(
+		netip.AddrPortFrom(netip.AddrFrom16(proxy.Addr().As16()), proxy.Port()),
+		netip.AddrPortFrom(netip.AddrFrom16(server.Addr().As16()), server.Port()))
+
 	for _, k := range []correlate.Key{key, mapped} {
 		e, ok := tab.Get(k)
 		if !ok || e.Key != key {
@@ -384,16 +384,16 @@ func TestLookupCanonicalKey(t *testing.T) {
 		correlate.KeyOf(netip.MustParseAddrPort("198.51.100.7:40000"), netip.MustParseAddrPort("192.0.2.20:443")),
 		correlate.KeyOf(netip.MustParseAddrPort("[2001:db8::7]:40000"), netip.MustParseAddrPort("[2001:db8::10]:443")),
 	} {
-		r := decode.Record{Time: t0, Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 1, TOA: c, TOACount: 1}
+		r := decode.Record{Time: t0, Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: 1, TOA: c, TOACount: 1}
 		tab.Observe(&r)
 	}
 	for _, tt := range []struct{ peer, local, want string }{
 		{"[::ffff:198.51.100.7]:40000", "[::ffff:192.0.2.20]:443", "198.51.100.7:40000"},
 		{"[2001:db8::7%eth0]:40000", "[2001:db8::10]:443", "[2001:db8::7]:40000"},
 	} {
-		k := correlate.Key{Peer: netip.MustParseAddrPort(tt.peer), Local: netip.MustParseAddrPort(tt.local)}
+		k := correlate.KeyOf(netip.MustParseAddrPort(tt.peer), netip.MustParseAddrPort(tt.local))
 		e, err := tab.Lookup(context.Background(), k, 0)
-		if err != nil || e.Key.Peer.String() != tt.want || e.Key.Local.Addr().Zone() != "" {
+		if err != nil || e.Key.Peer().String() != tt.want || e.Key.Local().Addr().Zone() != "" {
 			t.Errorf("Lookup(%s > %s) = %+v, %v; want the entry of %s", tt.peer, tt.local, e.Key, err, tt.want)
 		}
 		if g, ok := tab.Get(k); !ok || g.Key != e.Key {

@@ -115,7 +115,7 @@ func TestHousekeepWarnings(t *testing.T) {
 		// A closing connection expires after its linger, on the clock.
 		k := correlate.KeyOf(netip.MustParseAddrPort("198.51.100.10:40001"), netip.MustParseAddrPort("192.0.2.20:8080"))
 		for _, f := range []decode.Flags{decode.SYN, decode.FIN | decode.ACK} {
-			r := decode.Record{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: f, Seq: 1000,
+			r := decode.Record{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: f, Seq: 1000,
 				TOA: toa.Client{Dialect: toa.Kind200V4, Addr: netip.MustParseAddr("203.0.113.7"), Port: 1, HasPort: true}, TOACount: 1}
 			if f != decode.SYN {
 				r.TOA, r.TOACount, r.Seq = toa.Client{}, 0, 1001
@@ -204,8 +204,8 @@ func TestHousekeepSleepsWhenIdle(t *testing.T) {
 		k := correlate.KeyOf(netip.MustParseAddrPort("198.51.100.10:40001"), netip.MustParseAddrPort("192.0.2.20:8080"))
 		c := toa.Client{Dialect: toa.Kind200V4, Addr: netip.MustParseAddr("203.0.113.7"), Port: 1, HasPort: true}
 		for _, r := range []decode.Record{
-			{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: 1000, TOA: c, TOACount: 1},
-			{Time: time.Now(), Peer: k.Peer, Local: k.Local, Flags: decode.FIN | decode.ACK, Seq: 1001},
+			{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: 1000, TOA: c, TOACount: 1},
+			{Time: time.Now(), Peer: k.Peer(), Local: k.Local(), Flags: decode.FIN | decode.ACK, Seq: 1001},
 		} {
 			tab.Observe(&r)
 		}

@@ -118,14 +118,7 @@ func TestDiskFull(t *testing.T) {
 // leaves that generation in place until it can write a new one.
 func TestDiskFullAtOpen(t *testing.T) {
 	dir := smallDisk(t, "64k")
-	src := newTable(t, tableCfg)
-	j, _ := open(t, dir, src, Config{Interval: time.Hour})
-	for n := range 100 {
-		step(src, n)
-	}
-	if err := j.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	j, src := journaled(t, dir, 100)
 	want := entries(src)
 	// Killed here: nothing more is written to dir.
 	crash := copyDir(t, dir)

@@ -21,7 +21,7 @@ import (
 var (
 	t0     = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	server = netip.MustParseAddrPort("203.0.113.10:443")
-	cmpNet = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})
+	cmpNet = cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, correlate.Key{})
 )
 
 // at is the virtual time of step n.
@@ -35,7 +35,7 @@ func keyN(n int) correlate.Key {
 		return correlate.KeyOf(peer, netip.MustParseAddrPort("[2001:db8::10]:443"))
 	}
 	peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(n >> 16)}), uint16(n))
-	return correlate.Key{Peer: peer, Local: server}
+	return correlate.KeyOf(peer, server)
 }
 
 // clientN is connection n's client, IPv6 for every third n, with
@@ -50,7 +50,7 @@ func clientN(n, gen int) toa.Client {
 }
 
 func syn(k correlate.Key, seq uint32, c toa.Client, when time.Time) decode.Record {
-	r := decode.Record{Time: when, Peer: k.Peer, Local: k.Local, Flags: decode.SYN, Seq: seq, TOA: c}
+	r := decode.Record{Time: when, Peer: k.Peer(), Local: k.Local(), Flags: decode.SYN, Seq: seq, TOA: c}
 	if !c.IsZero() {
 		r.TOACount = 1
 	}
@@ -58,13 +58,13 @@ func syn(k correlate.Key, seq uint32, c toa.Client, when time.Time) decode.Recor
 }
 
 func fin(k correlate.Key, when time.Time) decode.Record {
-	return decode.Record{Time: when, Peer: k.Peer, Local: k.Local, Flags: decode.FIN | decode.ACK, Seq: 2}
+	return decode.Record{Time: when, Peer: k.Peer(), Local: k.Local(), Flags: decode.FIN | decode.ACK, Seq: 2}
 }
 
 // ackTOA is a handshake's last ACK carrying the TOA, whose SYN the
 // capture missed: the entry's initial sequence number is inferred.
 func ackTOA(k correlate.Key, seq uint32, c toa.Client, when time.Time) decode.Record {
-	return decode.Record{Time: when, Peer: k.Peer, Local: k.Local, Flags: decode.ACK, Seq: seq + 1, TOA: c, TOACount: 1}
+	return decode.Record{Time: when, Peer: k.Peer(), Local: k.Local(), Flags: decode.ACK, Seq: seq + 1, TOA: c, TOACount: 1}
 }
 
 // step applies step n of the workload every test of this package shares.
@@ -217,6 +217,21 @@ func diff(want, got map[correlate.Key]correlate.Entry) string {
 
 // noClock makes recovery expire nothing.
 func noClock() time.Time { return time.Time{} }
+
+// journaled opens a journal in dir, with an hour between its writes, on
+// a new table, and applies and flushes the workload's first n steps.
+func journaled(t testing.TB, dir string, n int) (*Journal, *correlate.Table) {
+	t.Helper()
+	src := newTable(t, tableCfg)
+	j, _ := open(t, dir, src, Config{Interval: time.Hour})
+	for n := range n {
+		step(src, n)
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return j, src
+}
 
 func open(t testing.TB, dir string, tab *correlate.Table, cfg Config) (*Journal, Recovery) {
 	t.Helper()

@@ -60,14 +60,7 @@ func TestRecoverEquivalence(t *testing.T) {
 // at all. Keys a live capture filled first keep what it saw.
 func TestRecoverExpires(t *testing.T) {
 	dir := t.TempDir()
-	src := newTable(t, tableCfg)
-	j, _ := open(t, dir, src, Config{Interval: time.Hour})
-	for n := range 40 {
-		step(src, n)
-	}
-	if err := j.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	_, src := journaled(t, dir, 40)
 	crash := copyDir(t, dir)
 	want := entries(src)
 	closedAt := map[correlate.Key]time.Time{}

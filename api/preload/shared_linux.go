@@ -170,7 +170,7 @@ func (s *SharedTable) heartbeat() {
 }
 
 func (s *SharedTable) apply(ev *correlate.Event) {
-	k := keyOf(ev.Entry.Key.Peer, ev.Entry.Key.Local)
+	k := keyOf(ev.Entry.Key.Peer(), ev.Entry.Key.Local())
 	if ev.Type == correlate.EventOpen && ev.Entry.State == correlate.StateOpen {
 		s.put(&k, &ev.Entry)
 	} else {
@@ -185,7 +185,7 @@ func (s *SharedTable) apply(ev *correlate.Event) {
 func (s *SharedTable) build() {
 	s.src.Range(func(e correlate.Entry) bool {
 		if e.State == correlate.StateOpen {
-			k := keyOf(e.Key.Peer, e.Key.Local)
+			k := keyOf(e.Key.Peer(), e.Key.Local())
 			s.mu.Lock()
 			s.put(&k, &e)
 			s.mu.Unlock()

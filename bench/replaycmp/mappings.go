@@ -29,8 +29,8 @@ func (m *Mappings) Add(k correlate.Key, c toa.Client) {
 		copy(b[at:], a[:])
 		binary.BigEndian.PutUint16(b[at+16:], ap.Port())
 	}
-	put(0, k.Peer)
-	put(18, k.Local)
+	put(0, k.Peer())
+	put(18, k.Local())
 	put(36, netip.AddrPortFrom(c.Addr, c.Port))
 	b[54], b[55] = c.Dialect.Kind, c.Dialect.Len
 	if c.HasPort {

@@ -235,7 +235,7 @@ func (t toadTable) set(n int) bool {
 
 func (t toadTable) get(n int) bool {
 	peer, client := conn(n)
-	e, ok := t.t.Get(correlate.Key{Peer: peer, Local: server})
+	e, ok := t.t.Get(correlate.KeyOf(peer, server))
 	return ok && e.Client == client
 }
 

@@ -137,14 +137,7 @@ func udp(seq uint32, proto byte) []byte {
 	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
 	copy(p[12:], []byte{198, 51, 100, 1})
 	copy(p[16:], []byte{192, 0, 2, 1})
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(p[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	binary.BigEndian.PutUint16(p[10:], ^uint16(sum))
+	fixChecksum(p)
 	binary.BigEndian.PutUint16(p[20:], 4000)
 	binary.BigEndian.PutUint16(p[22:], 5000)
 	binary.BigEndian.PutUint16(p[24:], 12)

@@ -513,6 +513,8 @@ func pause(d time.Duration) {
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
+// fixChecksum sets the checksum of the IPv4 header (of 20 bytes) p
+// starts with.
 func fixChecksum(p []byte) {
 	p[10], p[11] = 0, 0
 	var sum uint32

@@ -54,7 +54,7 @@ var (
 func keyN(n int) correlate.Key {
 	h := uint32(n) * 0x9E3779B1
 	peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(h >> 24), byte(h >> 16)}), uint16(h))
-	return correlate.Key{Peer: peer, Local: server}
+	return correlate.KeyOf(peer, server)
 }
 
 func synN(n int, at time.Time) decode.Record {
