@@ -338,7 +338,12 @@ func (c *Conn) receivePoll(fn func([]byte, time.Time)) error {
 			break
 		}
 		if n == 0 && err == nil {
-			if perr := c.park(fn); errors.Is(perr, net.ErrClosed) {
+			sockErr, perr := c.park(fn)
+			if sockErr != nil {
+				err = sockErr
+				break
+			}
+			if errors.Is(perr, net.ErrClosed) {
 				err = perr
 				break
 			} else if perr != nil {
@@ -377,7 +382,9 @@ const parkAfter = 5 * time.Millisecond
 // park receives while the socket is quiet: it waits in the runtime's
 // poller, holding no thread, and hands over what each wakeup finds, until
 // two wakeups come within parkAfter (the traffic is steady again), the
-// socket reports an error (for Receive to read), or Close.
+// socket reports an error (sockErr, which reading it cleared), or Close
+// (err wraps net.ErrClosed). Another err says the poller cannot watch the
+// socket.
 //
 // A thread blocked in poll(2) holds its scheduler slot, which the
 // runtime's monitor takes back after 10 ms; the packet that ends such a
@@ -388,16 +395,16 @@ const parkAfter = 5 * time.Millisecond
 // poller for the quiet spell alone: joined for good, the poller would be
 // woken by every frame while Receive is busy. Close ends the wait by
 // closing it.
-func (c *Conn) park(fn func([]byte, time.Time)) error {
+func (c *Conn) park(fn func([]byte, time.Time)) (sockErr, err error) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return net.ErrClosed
+		return nil, net.ErrClosed
 	}
 	dup, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		c.mu.Unlock()
-		return os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
+		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
 	}
 	f := os.NewFile(uintptr(dup), "packet")
 	c.parked = f
@@ -412,8 +419,14 @@ func (c *Conn) park(fn func([]byte, time.Time)) error {
 		err = rc.Read(func(fd uintptr) bool {
 			c.wakeups.Add(1)
 			c.drain(fn)
-			if e, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); gerr != nil || e != 0 {
-				return true // poll(2) reports it (the poller, edge-triggered, would not again)
+			// The poller is edge-triggered: an error wakes park once.
+			switch e, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); {
+			case gerr != nil:
+				sockErr = os.NewSyscallError("getsockopt SO_ERROR", gerr)
+				return true
+			case e != 0:
+				sockErr = unix.Errno(e)
+				return true
 			}
 			now := time.Now()
 			steady := now.Sub(last) < parkAfter
@@ -426,9 +439,9 @@ func (c *Conn) park(fn func([]byte, time.Time)) error {
 	c.mu.Unlock()
 	f.Close()
 	if errors.Is(err, os.ErrClosed) {
-		return net.ErrClosed
+		return sockErr, net.ErrClosed
 	}
-	return err
+	return sockErr, err
 }
 
 // frame returns the header of frame i of the ring.

@@ -472,53 +472,89 @@ func TestCloseWakesReceive(t *testing.T) {
 	}
 }
 
+// parking receives from c, and lets a test wait until the receiver has
+// parked.
+type parking struct {
+	*receiver
+	c     *Conn
+	parks chan struct{}
+}
+
+func receiveParking(c *Conn) *parking {
+	p := &parking{c: c, parks: make(chan struct{}, 64)}
+	c.mu.Lock()
+	c.onPark = func() { p.parks <- struct{}{} }
+	c.mu.Unlock()
+	p.receiver = receive(c)
+	return p
+}
+
+// waitParked waits until Receive waits in the runtime's poller.
+func (p *parking) waitParked(t *testing.T) {
+	t.Helper()
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	for {
+		p.c.mu.Lock()
+		parked := p.c.parked != nil
+		p.c.mu.Unlock()
+		if parked {
+			return
+		}
+		select {
+		case <-p.parks: // look again
+		case err := <-p.done:
+			t.Fatalf("Receive returned %v before it parked", err)
+		case <-timer.C:
+			t.Fatalf("Receive did not park within %v", deadline)
+		}
+	}
+}
+
+// ended waits for Receive to return and returns its error.
+func (p *parking) ended(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(deadline):
+		t.Fatal("a parked Receive still runs")
+		return nil
+	}
+}
+
 // TestParkedReceive: a Receive parked on a quiet link hands over the
 // packets that come, and returns when the socket closes.
 func TestParkedReceive(t *testing.T) {
 	l := newLink(t)
 	c := l.open(t, Config{}, onlyProto(unix.IPPROTO_UDP))
-	parks := make(chan struct{}, 64)
-	c.mu.Lock()
-	c.onPark = func() { parks <- struct{}{} }
-	c.mu.Unlock()
-	isParked := func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.parked != nil
-	}
-	r := receive(c)
-	timer := time.NewTimer(deadline)
-	defer timer.Stop()
-	waitParked := func() {
-		t.Helper()
-		for !isParked() {
-			select {
-			case <-parks: // look again
-			case err := <-r.done:
-				t.Fatalf("Receive returned %v before it parked", err)
-			case <-timer.C:
-				t.Fatalf("Receive did not park within %v", deadline)
-			}
-		}
-	}
+	r := receiveParking(c)
 	for i := range 3 {
-		waitParked()
+		r.waitParked(t)
 		l.sendAll(t, [][]byte{udp(uint32(i), unix.IPPROTO_UDP)})
 		if got := r.waitN(t, i+1); !bytes.Equal(got[i], udp(uint32(i), unix.IPPROTO_UDP)) {
 			t.Fatalf("packet %d: got % x", i, got[i])
 		}
 	}
-	waitParked()
+	r.waitParked(t)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-r.done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Receive returned %v, want net.ErrClosed", err)
-		}
-	case <-timer.C:
-		t.Fatal("a parked Receive still runs after Close")
+	if err := r.ended(t); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Receive returned %v, want net.ErrClosed", err)
+	}
+}
+
+// TestParkedInterfaceGone: a Receive parked on an interface that goes
+// away returns the socket's error.
+func TestParkedInterfaceGone(t *testing.T) {
+	l := newLink(t)
+	c := l.open(t, Config{}, onlyProto(unix.IPPROTO_UDP))
+	r := receiveParking(c)
+	r.waitParked(t)
+	l.recv.IP(t, "link del veth-r")
+	if err := r.ended(t); !errors.Is(err, unix.ENETDOWN) {
+		t.Errorf("Receive returned %v after the interface went away, want ENETDOWN", err)
 	}
 }
 
