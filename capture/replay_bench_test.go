@@ -117,14 +117,7 @@ func BenchmarkReplayVsTshark(b *testing.B) {
 
 	dec := decode.New(nil)
 	b.ReportAllocs()
-	for b.Loop() {
-		f, err := os.Open(file)
-		if err != nil {
-			b.Fatal(err)
-		}
-		replayInto(b, f, dec)
-		f.Close()
-	}
+	replayFileLoop(b, file, dec)
 	rate := float64(truth.Packets) * float64(b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(rate, "packets/s")
 	b.ReportMetric(tsharkRate, "tshark-packets/s")
@@ -138,6 +131,18 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// replayFileLoop replays file, in the page cache, b.N times.
+func replayFileLoop(b *testing.B, file string, dec *decode.Decoder) {
+	for b.Loop() {
+		f, err := os.Open(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		replayInto(b, f, dec)
+		f.Close()
+	}
+}
+
 // BenchmarkReplayFile replays the generated capture from a file in the
 // page cache.
 func BenchmarkReplayFile(b *testing.B) {
@@ -149,13 +154,6 @@ func BenchmarkReplayFile(b *testing.B) {
 	dec := decode.New(nil)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		f, err := os.Open(file)
-		if err != nil {
-			b.Fatal(err)
-		}
-		replayInto(b, f, dec)
-		f.Close()
-	}
+	replayFileLoop(b, file, dec)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/(float64(truth.Packets)*float64(b.N)), "ns/packet")
 }
