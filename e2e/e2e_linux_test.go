@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/toad-project/toad/api/client"
+	"github.com/toad-project/toad/internal/cputime"
 	"github.com/toad-project/toad/internal/fullnat"
 	"github.com/toad-project/toad/internal/privtest"
 	"github.com/toad-project/toad/internal/testbed"
@@ -413,24 +413,12 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	}
 	var lat, echoLat []time.Duration
 	n := 0
-	cpu := func(p *testbed.Process) time.Duration {
-		d, err := p.CPU()
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
 	journalBytes := func() uint64 { return bd.stats(b).GetJournal().GetBytes() }
 	journal0 := journalBytes()
-	switches := func(p *testbed.Process) int64 {
-		n, err := p.Sleeps()
-		if err != nil {
-			b.Fatal(err)
-		}
-		return n
-	}
-	toad0, echo0, proxy0, self0 := cpu(bd.toad), cpu(echo.proc), cpu(proxy), selfCPU()
-	toadSw0, echoSw0 := switches(bd.toad), switches(echo.proc)
+	toad0, toadSw0 := usage(b, bd.toad)
+	echo0, echoSw0 := usage(b, echo.proc)
+	proxy0, _ := usage(b, proxy)
+	self0 := cputime.Process()
 	for b.Loop() {
 		conns, _ := open(b, ds)
 		for _, a := range bd.srv4.collect(b, len(conns)) {
@@ -452,8 +440,11 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 		n += len(conns)
 	}
 	elapsed := b.Elapsed()
-	toadCPU, echoCPU, proxyCPU, selfUsed := cpu(bd.toad)-toad0, cpu(echo.proc)-echo0, cpu(proxy)-proxy0, selfCPU()-self0
-	toadSw, echoSw := switches(bd.toad)-toadSw0, switches(echo.proc)-echoSw0
+	toad1, toadSw1 := usage(b, bd.toad)
+	echo1, echoSw1 := usage(b, echo.proc)
+	proxy1, _ := usage(b, proxy)
+	toadCPU, echoCPU, proxyCPU, selfUsed := toad1-toad0, echo1-echo0, proxy1-proxy0, cputime.Process()-self0
+	toadSw, echoSw := toadSw1-toadSw0, echoSw1-echoSw0
 	if j := bd.stats(b).GetJournal(); j != nil {
 		b.ReportMetric(float64(j.GetBytes()-journal0)/float64(n), "journal-B/conn")
 	}
@@ -477,11 +468,16 @@ func benchConnections(b *testing.B, bd *bed, echo *echoClient, proxy *testbed.Pr
 	b.ReportMetric(share(selfUsed), "bench-cpu-%")
 }
 
-// selfCPU is this process's CPU time so far: clients and origin.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+// usage returns process p's CPU time and sleeps so far.
+func usage(tb testing.TB, p *testbed.Process) (time.Duration, int64) {
+	tb.Helper()
+	cpu, err := p.CPU()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	sleeps, err := p.Sleeps()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cpu, sleeps
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/toad-project/toad/internal/fullnat"
-	"github.com/toad-project/toad/internal/testbed"
 )
 
 // nginxRun is one measured run of nginx: connections per second and the
@@ -92,20 +91,6 @@ func p50(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// toadUsage returns toad's CPU time and context switches so far.
-func toadUsage(tb testing.TB, toad *testbed.Toad) (time.Duration, int64) {
-	tb.Helper()
-	cpu, err := toad.CPU()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sw, err := toad.Sleeps()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cpu, sw
-}
-
 // BenchmarkPreloadNginx runs the same unmodified nginx (master and two
 // workers) behind the FULLNAT proxy, with and without the preload
 // library, alternately in one run, b.N connections per run, 8 at a time:
@@ -151,9 +136,9 @@ func BenchmarkPreloadNginx(b *testing.B) {
 			}
 			p := nginx.start(b, bed, env)
 			bed.measureNginx(b, warmup, par, want)
-			cpu0, sw0 := toadUsage(b, bed.toad)
+			cpu0, sw0 := usage(b, bed.toad)
 			r := bed.measureNginx(b, n, par, want)
-			cpu1, sw1 := toadUsage(b, bed.toad)
+			cpu1, sw1 := usage(b, bed.toad)
 			toadCPU[mode] += cpu1 - cpu0
 			toadSwitches[mode] += sw1 - sw0
 			p.Stop(stopTimeout)

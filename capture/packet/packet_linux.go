@@ -444,12 +444,6 @@ func (c *Conn) park(fn func([]byte, time.Time)) (sockErr, err error) {
 	return sockErr, err
 }
 
-// frame returns the header of frame i of the ring.
-func (c *Conn) frame(i int) *unix.Tpacket2Hdr {
-	off := (i/c.perBlock)*c.blockSize + (i%c.perBlock)*c.frameSize
-	return (*unix.Tpacket2Hdr)(unsafe.Pointer(&c.ring[off]))
-}
-
 // yieldEvery is how often Receive yields, at most: within the 10 ms after
 // which the runtime's monitor takes a goroutine for one that never yields.
 const yieldEvery = 5 * time.Millisecond
@@ -459,7 +453,7 @@ const yieldEvery = 5 * time.Millisecond
 func (c *Conn) drain(fn func([]byte, time.Time)) {
 	for {
 		off := (c.next/c.perBlock)*c.blockSize + (c.next%c.perBlock)*c.frameSize
-		hdr := c.frame(c.next)
+		hdr := (*unix.Tpacket2Hdr)(unsafe.Pointer(&c.ring[off]))
 		if atomic.LoadUint32(&hdr.Status)&unix.TP_STATUS_USER == 0 {
 			return
 		}
